@@ -1,0 +1,91 @@
+/* cfg.h: the one configuration table of recd.
+ *
+ * Every setting is a row of cfg_table (name, type, bounds, default,
+ * reloadable, help). The config file is `key = value` lines with `#`
+ * comments; command-line `--key=value` overrides the file. Errors name the
+ * file, line and key.
+ */
+#ifndef RECD_CFG_H
+#define RECD_CFG_H
+
+#include <limits.h>
+#include <stdio.h>
+#include "core/common.h"
+
+struct buf;
+
+enum cfg_type {
+	CFG_INT,     /* int64 within [min, max] */
+	CFG_BOOL,    /* true/false/yes/no/on/off/1/0 */
+	CFG_STRING,  /* any text up to the field size */
+	CFG_ADDR,    /* host:port, [v6]:port or unix:/path; port 0 = ephemeral */
+	CFG_LEVEL,   /* log level name */
+};
+
+struct recd_config {
+	char listen[128];          /* main listener */
+	char admin_listen[128];    /* admin listener ("" = off) */
+	char admin_token[128];     /* bearer token; required unless admin is loopback/unix */
+	int64_t workers;           /* 0 = one per online CPU */
+	char snapshot[PATH_MAX];   /* snapshot file to serve */
+	char plugins_dir[PATH_MAX];
+	char state_dir[PATH_MAX];
+	int64_t max_connections;   /* whole process; refused with 503 beyond */
+	int64_t max_request_line;
+	int64_t max_headers;
+	int64_t max_header_bytes;
+	int64_t max_body_bytes;
+	int64_t idle_timeout_ms;
+	int64_t header_timeout_ms;
+	int64_t drain_timeout_ms;
+	int64_t ring_entries;      /* io_uring SQ entries per worker */
+	int64_t default_n;
+	int64_t max_n;
+	char log_level[16];
+	bool demo;                 /* generate and serve the embedded demo data */
+	int64_t demo_items;
+	int64_t demo_users;
+	int64_t demo_dim;
+	int64_t demo_seed;
+};
+
+struct cfg_key {
+	const char *name;
+	enum cfg_type type;
+	size_t offset;      /* into struct recd_config */
+	size_t size;        /* of the field (strings) */
+	int64_t min, max;   /* CFG_INT bounds */
+	const char *def;    /* default, as text */
+	bool reloadable;
+	const char *help;
+};
+
+extern const struct cfg_key cfg_table[];
+extern const size_t cfg_table_len;
+
+/* Fill every field with its default. */
+void cfg_defaults(struct recd_config *cfg);
+const struct cfg_key *cfg_find(const char *name, size_t len);
+/* Set one key from text. -EINVAL with `err` naming the key and problem. */
+int cfg_set(struct recd_config *cfg, const char *key, const char *value, char *err, size_t errlen);
+/* Load a file; err = "path:line: problem". -errno / -EINVAL. */
+int cfg_load_file(struct recd_config *cfg, const char *path, char *err, size_t errlen);
+/* Cross-field checks after everything is set (e.g. token for non-loopback admin). */
+int cfg_validate(const struct recd_config *cfg, char *err, size_t errlen);
+
+/* What the command line asked for besides settings. */
+struct cfg_cli {
+	const char *config_path;   /* --config FILE (NULL = none) */
+	bool help, version, check; /* --help, --version, --check-config */
+};
+/* Parse argv: --config FILE, --help, --version, --check-config, --demo,
+ * --key=value / --key value (any table key, '-' and '_' both accepted).
+ * The config file is loaded first, then the overrides, whatever their
+ * order on the line. */
+int cfg_parse_args(struct recd_config *cfg, struct cfg_cli *cli, int argc, char **argv,
+		   char *err, size_t errlen);
+void cfg_print_help(FILE *out, const char *argv0);
+/* JSON object of every key and its current value (admin token masked). */
+void cfg_dump_json(const struct recd_config *cfg, struct buf *out);
+
+#endif

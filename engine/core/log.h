@@ -1,0 +1,42 @@
+/* log.h: structured (logfmt) logging to stderr.
+ *
+ * One line per event: `level=info msg=listening addr=127.0.0.1:8080`.
+ * When stderr is journald (JOURNAL_STREAM set) each line is prefixed with
+ * the sd-daemon `<N>` priority so journald keeps the level. The level is
+ * checked before any formatting happens; nothing on the request path logs
+ * by default.
+ */
+#ifndef RECD_LOG_H
+#define RECD_LOG_H
+
+#include "core/common.h"
+
+enum log_level {
+	LOG_LVL_ERROR = 3,
+	LOG_LVL_WARN = 4,
+	LOG_LVL_INFO = 6,
+	LOG_LVL_DEBUG = 7,
+};
+
+extern int log_threshold;
+
+/* Parse "error"|"warn"|"info"|"debug"; -EINVAL when unknown. */
+int log_level_parse(const char *name);
+const char *log_level_name(int level);
+void log_set_level(int level);
+/* Decide the `<N>` prefix from the environment (JOURNAL_STREAM). */
+void log_init(void);
+
+/* `msg` is a bare word (no spaces); `kv_fmt` formats `key=value ...` pairs
+ * (values with spaces must be quoted by the caller; log_quote helps). */
+void log_emit(int level, const char *msg, const char *kv_fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define LOG_AT(lvl, msg, ...) \
+	do { if (unlikely((lvl) <= log_threshold)) log_emit((lvl), (msg), __VA_ARGS__); } while (0)
+#define log_error(msg, ...) LOG_AT(LOG_LVL_ERROR, msg, __VA_ARGS__)
+#define log_warn(msg, ...)  LOG_AT(LOG_LVL_WARN, msg, __VA_ARGS__)
+#define log_info(msg, ...)  LOG_AT(LOG_LVL_INFO, msg, __VA_ARGS__)
+#define log_debug(msg, ...) LOG_AT(LOG_LVL_DEBUG, msg, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,112 @@
+/* metrics.h: lock-free per-worker counters and latency histograms,
+ * merged when scraped and rendered as Prometheus text (format 0.0.4).
+ *
+ * Each worker owns one struct metrics_worker and is its only writer: it
+ * updates with plain loads and ck_pr stores (no atomic read-modify-write,
+ * no shared cache lines). The scraper reads every worker's struct with
+ * ck_pr loads; a value may be one increment behind, never torn (64-bit
+ * aligned stores on the platforms recd targets).
+ *
+ * Histograms are log-linear (HDR-style): values in microseconds, 8
+ * sub-buckets per power of two from 1 µs to ~16.7 s (relative error
+ * <= 12.5%), rendered as cumulative Prometheus buckets at fixed `le`
+ * boundaries that coincide with internal bucket edges.
+ */
+#ifndef RECD_METRICS_H
+#define RECD_METRICS_H
+
+#include "core/common.h"
+
+struct buf;
+
+enum metrics_endpoint {
+	MEP_RECOMMENDATIONS = 0,
+	MEP_EVENTS,
+	MEP_HEALTH,
+	MEP_READY,
+	MEP_METRICS,
+	MEP_ADMIN,
+	MEP_OTHER,         /* 404s, parse errors before routing */
+	MEP__COUNT,
+};
+
+/* The status codes recd answers with; anything else counts as "other". */
+enum metrics_status {
+	MST_200 = 0, MST_202, MST_400, MST_401, MST_404, MST_405, MST_408, MST_411,
+	MST_413, MST_414, MST_431, MST_500, MST_501, MST_503, MST_505, MST_OTHER,
+	MST__COUNT,
+};
+
+#define METRICS_HIST_SUB 8            /* sub-buckets per power of two */
+#define METRICS_HIST_POW 25           /* 2^0 .. 2^24 µs */
+#define METRICS_HIST_BUCKETS (METRICS_HIST_SUB * METRICS_HIST_POW + 1) /* + overflow */
+
+struct metrics_hist {
+	uint64_t count;
+	uint64_t sum_us;
+	uint64_t buckets[METRICS_HIST_BUCKETS];
+};
+
+struct metrics_worker {
+	uint64_t requests[MEP__COUNT][MST__COUNT];
+	struct metrics_hist latency[MEP__COUNT];
+	uint64_t conn_accepted;
+	uint64_t conn_closed;
+	uint64_t conn_refused;      /* over the connection cap */
+	uint64_t conn_timeouts;     /* idle or slow-header closes */
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t strategy[8];       /* by enum rec_strategy, for recd_recommendations_total */
+} cacheline_aligned;
+
+/* Process-wide gauges the caller fills at scrape time. */
+struct metrics_gauges {
+	const char *version;
+	uint64_t start_time_s;
+	uint32_t workers;
+	int64_t connections_open;
+	uint64_t snapshot_generation;
+	uint64_t snapshot_items;
+	uint64_t snapshot_users;
+	uint64_t snapshot_build_time_s;
+	uint64_t snapshot_loaded_time_s;
+	const char *snapshot_model_version;
+	uint64_t snapshot_bytes;
+	uint64_t snapshot_load_failures;
+	const char *const *strategy_names; /* names for worker.strategy[i], NULL-terminated */
+};
+
+/* Allocate n zeroed per-worker blocks (+1 for the admin listener, which is
+ * worker index n). Not thread-safe; call once at start. */
+int metrics_init(uint32_t n_workers);
+void metrics_shutdown(void);
+struct metrics_worker *metrics_worker(uint32_t idx);
+
+enum metrics_status metrics_status_index(int status);
+const char *metrics_endpoint_name(enum metrics_endpoint ep);
+
+/* Index of the bucket for a value in µs (exported for tests). */
+uint32_t metrics_hist_bucket(uint64_t us);
+/* Upper edge (inclusive, µs) of bucket b. */
+uint64_t metrics_hist_bucket_upper(uint32_t b);
+void metrics_hist_record(struct metrics_hist *h, uint64_t us);
+
+/* One request done: count it by endpoint and status, and its latency. */
+void metrics_request_done(struct metrics_worker *w, enum metrics_endpoint ep, int status,
+			  uint64_t latency_ns);
+
+static inline void metrics_inc(uint64_t *ctr)
+{
+	/* Single writer: a plain load + store is enough; the volatile store
+	 * keeps the compiler from caching it in a register across calls. */
+	*(volatile uint64_t *)ctr = *ctr + 1;
+}
+static inline void metrics_add(uint64_t *ctr, uint64_t v)
+{
+	*(volatile uint64_t *)ctr = *ctr + v;
+}
+
+/* Render every metric as Prometheus text into out. */
+void metrics_render(struct buf *out, const struct metrics_gauges *g);
+
+#endif

@@ -1,0 +1,104 @@
+/* snap_format.h: the on-disk layout of a recd snapshot (format version 1).
+ *
+ * A snapshot is one file: a fixed header, then sections, each starting on a
+ * 64-byte boundary. Everything is little-endian, offsets are from the start
+ * of the file, there are no pointers. Every section carries an XXH3-64
+ * checksum of its bytes and the header carries one of itself (computed with
+ * the header_checksum field set to 0).
+ *
+ * Section payloads:
+ *  - string table (ITEM_IDS, ITEM_TITLES, USER_IDS, CATEGORY_NAMES):
+ *      uint32 offsets[count + 1], then the pool bytes; string i is
+ *      pool[offsets[i] .. offsets[i+1]), offsets start at 0 and never
+ *      decrease, offsets[count] == pool length. Not NUL-terminated.
+ *  - hash index (ITEM_INDEX, USER_INDEX): struct snap_hash_slot[capacity],
+ *      capacity a power of two >= 2 * count; slot.index == SNAP_EMPTY_SLOT
+ *      marks a free slot; linear probing from XXH3_64(id) & (capacity-1).
+ *  - columns: ITEM_CATEGORY uint32[n_items] (< n_categories), ITEM_PRICE
+ *      float[n_items], ITEM_POPULARITY float[n_items], ITEM_STOCK
+ *      uint32[n_items], ITEM_FLAGS uint32[n_items] (SNAP_ITEM_*).
+ *  - embeddings (ITEM_EMB, USER_EMB): float[count][emb_stride], emb_stride
+ *      = dim rounded up to 16 floats so every row is 64-byte aligned; the
+ *      padding floats are 0.
+ *  - POPULAR: uint32 item indexes, most popular first, n_popular of them.
+ */
+#ifndef RECD_SNAP_FORMAT_H
+#define RECD_SNAP_FORMAT_H
+
+#include <stdint.h>
+
+#define SNAP_MAGIC "RECDSNAP"
+#define SNAP_MAGIC_LEN 8
+#define SNAP_FORMAT_VERSION 1u
+#define SNAP_ALIGN 64u
+#define SNAP_MAX_SECTIONS 32u
+#define SNAP_EMPTY_SLOT UINT32_MAX
+#define SNAP_MAX_DIM 4096u
+#define SNAP_MODEL_VERSION_LEN 64u
+
+enum snap_section_id {
+	SNAP_SEC_ITEM_IDS = 1,
+	SNAP_SEC_ITEM_INDEX = 2,
+	SNAP_SEC_ITEM_TITLES = 3,
+	SNAP_SEC_ITEM_CATEGORY = 4,
+	SNAP_SEC_ITEM_PRICE = 5,
+	SNAP_SEC_ITEM_POPULARITY = 6,
+	SNAP_SEC_ITEM_STOCK = 7,
+	SNAP_SEC_ITEM_FLAGS = 8,
+	SNAP_SEC_ITEM_EMB = 9,
+	SNAP_SEC_POPULAR = 10,
+	SNAP_SEC_USER_IDS = 11,
+	SNAP_SEC_USER_INDEX = 12,
+	SNAP_SEC_USER_EMB = 13,
+	SNAP_SEC_CATEGORY_NAMES = 14,
+	SNAP_SEC__MAX_ID = 14,
+};
+
+enum snap_item_flag {
+	SNAP_ITEM_AVAILABLE = 1u << 0,  /* listed and sellable */
+};
+
+struct snap_section_entry {
+	uint32_t id;
+	uint32_t flags;      /* reserved, 0 */
+	uint64_t offset;
+	uint64_t length;
+	uint64_t checksum;   /* XXH3_64bits of the section bytes */
+};
+
+struct snap_header {
+	char magic[SNAP_MAGIC_LEN];
+	uint32_t format_version;
+	uint32_t header_size;          /* sizeof(struct snap_header) */
+	uint64_t file_size;
+	uint64_t build_time;           /* unix seconds */
+	char model_version[SNAP_MODEL_VERSION_LEN]; /* NUL-terminated */
+	uint32_t dim;
+	uint32_t emb_stride;
+	uint32_t n_items;
+	uint32_t n_users;
+	uint32_t n_categories;
+	uint32_t n_popular;
+	uint32_t n_sections;
+	uint32_t reserved0;
+	uint64_t header_checksum;
+	uint8_t reserved[64];
+	struct snap_section_entry sections[SNAP_MAX_SECTIONS];
+};
+
+struct snap_hash_slot {
+	uint64_t hash;
+	uint32_t index;
+	uint32_t reserved;
+};
+
+_Static_assert(sizeof(struct snap_section_entry) == 32, "section entry layout");
+_Static_assert(sizeof(struct snap_hash_slot) == 16, "hash slot layout");
+_Static_assert(sizeof(struct snap_header) % SNAP_ALIGN == 0, "header keeps sections aligned");
+
+static inline uint32_t snap_stride_for_dim(uint32_t dim)
+{
+	return (dim + 15u) & ~15u;
+}
+
+#endif
