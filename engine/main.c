@@ -1,1 +1,180 @@
-int main(void) { return 0; }
+/* main.c: the recd daemon: configuration, snapshot, listeners, signals.
+ *
+ * The main thread is the control thread: it loads the snapshot, starts
+ * the io_uring workers, tells systemd when it is ready and then waits for
+ * signals (SIGTERM/SIGINT: drain and exit 0).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+#include "core/cfg.h"
+#include "core/log.h"
+#include "core/srv.h"
+#include "gen/gen.h"
+#include "metrics/metrics.h"
+#include "net/net.h"
+#include "recd_build.h"
+#include "snap/snapb.h"
+#if RECD_HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
+static const char *allocator_version(void)
+{
+#if RECD_HAVE_JEMALLOC
+	const char *v = NULL;
+	size_t sz = sizeof(v);
+	if (mallctl("version", &v, &sz, NULL, 0) == 0 && v)
+		return v;
+	return "jemalloc (version unknown)";
+#else
+	return "libc (sanitizer build)";
+#endif
+}
+
+/* Generate the demo catalogue and write it as a snapshot file; the daemon
+ * then loads it through the same validating loader as any other. */
+static int make_demo_snapshot(struct recd_config *cfg)
+{
+	struct gen_params gp = {
+		.seed = (uint64_t)cfg->demo_seed,
+		.n_items = (uint32_t)cfg->demo_items,
+		.n_users = (uint32_t)cfg->demo_users,
+		.dim = (uint32_t)cfg->demo_dim,
+		.out_of_stock_share = -1,
+	};
+	struct gen_data d;
+	char err[256];
+	if (gen_generate(&gp, &d, err, sizeof(err))) {
+		log_error("demo_failed", "err=\"%s\"", err);
+		return -1;
+	}
+	struct snapb_input in;
+	gen_snapb_input(&d, &in);
+	const char *dir = getenv("RUNTIME_DIRECTORY");
+	snprintf(cfg->snapshot, sizeof(cfg->snapshot), "%s/recd-demo-%d.recd", dir ? dir : "/tmp", (int)getuid());
+	int r = snapb_write(&in, cfg->snapshot, err, sizeof(err));
+	gen_free(&d);
+	if (r) {
+		log_error("demo_failed", "path=%s err=\"%s\"", cfg->snapshot, err);
+		return -1;
+	}
+	log_info("demo_snapshot", "path=%s items=%lld users=%lld dim=%lld seed=%lld", cfg->snapshot,
+		 (long long)cfg->demo_items, (long long)cfg->demo_users, (long long)cfg->demo_dim,
+		 (long long)cfg->demo_seed);
+	return 0;
+}
+
+static void print_demo_banner(const struct recd_server *srv)
+{
+	printf("\nrecd is serving the demo catalogue on http://%s (admin on %s). Try:\n\n"
+	       "  curl '%s/v1/recommendations?user_id=u1&n=10'\n"
+	       "  curl '%s/v1/recommendations?user_id=someone-new&n=5'\n"
+	       "  curl '%s/v1/recommendations?item_id=i42&n=5'\n"
+	       "  curl %s/metrics\n\n"
+	       "Stop with Ctrl-C.\n\n",
+	       srv->bound_addr, srv->bound_admin[0] ? srv->bound_admin : "off", srv->bound_addr, srv->bound_addr,
+	       srv->bound_addr, srv->bound_addr);
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	static struct recd_server srv;
+	struct cfg_cli cli;
+	char err[512];
+
+	log_init();
+	cfg_defaults(&srv.cfg);
+	if (cfg_parse_args(&srv.cfg, &cli, argc, argv, err, sizeof(err))) {
+		fprintf(stderr, "recd: %s\n(see recd --help)\n", err);
+		return 2;
+	}
+	if (cli.help) {
+		cfg_print_help(stdout, argv[0]);
+		return 0;
+	}
+	if (cli.version) {
+		printf("recd %s (allocator: %s)\n", RECD_VERSION, allocator_version());
+		return 0;
+	}
+	if (cfg_validate(&srv.cfg, err, sizeof(err))) {
+		fprintf(stderr, "recd: %s\n", err);
+		return 2;
+	}
+	log_set_level(log_level_parse(srv.cfg.log_level));
+	if (cli.check) {
+		printf("recd: configuration ok\n");
+		return 0;
+	}
+
+	srv.start_time_ms = now_wall_ms();
+	srv.start_mono_ns = now_ns();
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	srv.n_workers = srv.cfg.workers > 0 ? (uint32_t)srv.cfg.workers : (uint32_t)(cpus > 0 ? cpus : 1);
+
+	if (srv.cfg.demo && !srv.cfg.snapshot[0] && make_demo_snapshot(&srv.cfg))
+		return 1;
+	if (!srv.cfg.snapshot[0]) {
+		fprintf(stderr, "recd: no snapshot configured: set `snapshot = PATH` or run with --demo\n");
+		return 2;
+	}
+	struct snap *s;
+	if (snap_open(srv.cfg.snapshot, &s, err, sizeof(err))) {
+		log_error("snapshot_refused", "path=%s err=\"%s\"", srv.cfg.snapshot, err);
+		return 1;
+	}
+	snap_warm(s);
+	srv_publish_snapshot(&srv, s);
+	log_info("snapshot_loaded", "path=%s model=%s items=%u users=%u dim=%u bytes=%zu", s->path,
+		 s->hdr->model_version, s->n_items, s->n_users, s->dim, s->size);
+
+	if (metrics_init(srv.n_workers)) {
+		log_error("startup_failed", "err=\"out of memory for metrics\"");
+		return 1;
+	}
+
+	/* Threads inherit this mask: only the control thread takes signals. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	struct net_server *ns;
+	if (net_start(&srv, &ns, err, sizeof(err))) {
+		log_error("startup_failed", "err=\"%s\"", err);
+		return 1;
+	}
+	log_info("listening", "addr=%s admin=%s workers=%u allocator=\"%s\" version=%s", srv.bound_addr,
+		 srv.bound_admin[0] ? srv.bound_admin : "off", srv.n_workers, allocator_version(), RECD_VERSION);
+	if (srv.cfg.demo)
+		print_demo_banner(&srv);
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s@%llu (%u items) on %s", s->hdr->model_version,
+		   (unsigned long long)s->generation, s->n_items, srv.bound_addr);
+
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&sigs, &si);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (sig == SIGHUP)
+			log_warn("reload_unsupported", "detail=\"snapshot and policy reload arrive with the arena and Lua work\"");
+	}
+
+	log_info("draining", "timeout_ms=%lld", (long long)srv.cfg.drain_timeout_ms);
+	sd_notify(0, "STOPPING=1\nSTATUS=draining");
+	ck_pr_store_int(&srv.stopping, 1);
+	net_begin_drain(ns);
+	net_stop(ns);
+	snap_close(srv_snapshot(&srv));
+	metrics_shutdown();
+	log_info("stopped", "uptime_ms=%llu", (unsigned long long)(now_wall_ms() - srv.start_time_ms));
+	return 0;
+}

@@ -1,0 +1,533 @@
+/* api.c: routing and the endpoints (see api.h; docs/api.md). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "api/api.h"
+#include "recd_build.h"
+
+/* Everything a recommendation request says, whichever way it came in. */
+struct rec_params {
+	char user_id[API_MAX_ID_LEN + 1];
+	int user_len;                  /* -1: anonymous */
+	char item_id[API_MAX_ID_LEN + 1];
+	int item_len;                  /* -1: none */
+	char placement[65];
+	int64_t n;
+};
+
+int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, bool admin)
+{
+	memset(w, 0, sizeof(*w));
+	w->srv = srv;
+	w->id = id;
+	w->admin = admin;
+	w->metrics = metrics_worker(id);
+	w->items = calloc((size_t)srv->cfg.max_n, sizeof(*w->items));
+	if (!w->items || buf_init(&w->body, 64 * 1024))
+		goto fail;
+	return 0;
+fail:
+	api_worker_free(w);
+	return -ENOMEM;
+}
+
+void api_worker_free(struct api_worker *w)
+{
+	free(w->items);
+	w->items = NULL;
+	buf_free(&w->body);
+}
+
+static void api_write_head(struct buf *out, int status, const char *ctype, size_t body_len, bool close,
+			   const char *extra_headers)
+{
+	buf_printf(out, "HTTP/1.1 %d %s\r\n", status, http_reason(status));
+	buf_puts_lit(out, "Content-Type: ");
+	buf_puts(out, ctype);
+	buf_puts_lit(out, "\r\nContent-Length: ");
+	buf_put_u64(out, body_len);
+	buf_puts_lit(out, "\r\n");
+	if (close)
+		buf_puts_lit(out, "Connection: close\r\n");
+	if (extra_headers)
+		buf_puts(out, extra_headers);
+	buf_puts_lit(out, "\r\n");
+}
+
+static void api_write(struct buf *out, int status, const char *ctype, const struct buf *body, bool close,
+		      const char *extra_headers)
+{
+	api_write_head(out, status, ctype, body->len, close, extra_headers);
+	buf_put(out, body->data, body->len);
+}
+
+/* One error-body buffer per thread, grown once and reused: error paths are
+ * reached from the network layer too, which has no api_worker. */
+static __thread struct buf err_body;
+
+void api_write_error(struct buf *out, int status, const char *error, const char *detail, bool close,
+		     const char *extra_headers)
+{
+	struct buf b = err_body;
+	buf_reset(&b);
+	buf_puts_lit(&b, "{\"error\":");
+	buf_put_json_str(&b, error, strlen(error));
+	buf_puts_lit(&b, ",\"detail\":");
+	buf_put_json_str(&b, detail, strnlen(detail, 512));
+	buf_puts_lit(&b, "}\n");
+	api_write(out, status, "application/json", &b, close, extra_headers);
+	err_body = b;
+}
+
+void api_thread_exit(void)
+{
+	buf_free(&err_body);
+}
+
+#define JSON_CT "application/json"
+
+/* Format a bounded error detail; long user input is cut, never echoed whole. */
+static int api_fail(struct buf *out, bool close, int status, const char *error, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static int api_fail(struct buf *out, bool close, int status, const char *error, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	api_write_error(out, status, error, detail, close, NULL);
+	return status;
+}
+
+static bool placement_valid(const char *p, size_t n)
+{
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static bool id_valid(const char *p, size_t n)
+{
+	if (n == 0 || n > API_MAX_ID_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] < 0x20)
+			return false;
+	return true;
+}
+
+/* Parse a decimal integer that must be the whole string. */
+static bool parse_int(const char *s, int64_t *out)
+{
+	if (!*s || strlen(s) > 18)
+		return false;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || (*s != '-' && (*s < '0' || *s > '9')))
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Run a recommendation and write the response. */
+static int api_recommend(struct api_worker *w, const struct rec_params *p, bool close, struct buf *out,
+			 uint64_t t0)
+{
+	const struct recd_config *cfg = &w->srv->cfg;
+	if (p->n < 1 || p->n > cfg->max_n)
+		return api_fail(out, close, 400, "bad_request", "n must be an integer between 1 and %lld",
+				(long long)cfg->max_n);
+	struct snap *s = srv_snapshot(w->srv);
+	if (unlikely(!s))
+		return api_fail(out, close, 503, "not_ready", "no snapshot loaded yet");
+
+	struct rec_query q = { .snap = s, .user = -1, .item = -1, .n = (uint32_t)p->n };
+	if (p->item_len >= 0) {
+		q.item = snap_item_find(s, p->item_id, (size_t)p->item_len);
+		if (q.item < 0)
+			return api_fail(out, close, 400, "bad_request", "unknown item_id '%.64s'", p->item_id);
+	}
+	if (p->user_len >= 0)
+		q.user = snap_user_find(s, p->user_id, (size_t)p->user_len);
+
+	enum rec_strategy strategy;
+	uint32_t n = rec_recommend(&q, w->items, &strategy);
+	metrics_inc(&w->metrics->strategy[strategy]);
+
+	struct buf *b = &w->body;
+	buf_reset(b);
+	w->seq++;
+	buf_printf(b, "{\"request_id\":\"%08llx-%02x-%08llx\",\"user_id\":",
+		   (unsigned long long)(w->srv->start_time_ms / 1000) & 0xffffffffull, w->id,
+		   (unsigned long long)w->seq);
+	if (p->user_len >= 0)
+		buf_put_json_str(b, p->user_id, (size_t)p->user_len);
+	else
+		buf_puts_lit(b, "null");
+	if (p->placement[0]) {
+		buf_puts_lit(b, ",\"placement\":");
+		buf_put_json_str(b, p->placement, strlen(p->placement));
+	}
+	buf_puts_lit(b, ",\"items\":[");
+	const char *reason = rec_strategy_names[strategy];
+	for (uint32_t i = 0; i < n; i++) {
+		struct str id = snap_item_id(s, w->items[i].item);
+		if (i)
+			buf_putc(b, ',');
+		buf_puts_lit(b, "{\"id\":");
+		buf_put_json_str(b, id.p, id.len);
+		buf_puts_lit(b, ",\"score\":");
+		buf_put_double(b, w->items[i].score);
+		buf_puts_lit(b, ",\"reason\":\"");
+		buf_puts(b, reason);
+		buf_puts_lit(b, "\"}");
+	}
+	buf_puts_lit(b, "],\"strategy\":\"");
+	buf_puts(b, rec_strategy_names[strategy]);
+	buf_puts_lit(b, "\",\"snapshot\":");
+	char snapname[SNAP_MODEL_VERSION_LEN + 24];
+	int sl = snprintf(snapname, sizeof(snapname), "%s@%llu", s->hdr->model_version,
+			  (unsigned long long)s->generation);
+	buf_put_json_str(b, snapname, (size_t)sl);
+	buf_puts_lit(b, ",\"took_us\":");
+	buf_put_u64(b, (now_ns() - t0) / 1000);
+	buf_puts_lit(b, "}\n");
+	if (unlikely(b->oom))
+		return api_fail(out, close, 500, "internal", "out of memory");
+	api_write(out, 200, JSON_CT, b, close, NULL);
+	return 200;
+}
+
+static int api_recommend_get(struct api_worker *w, const struct http_request *req, bool close, struct buf *out,
+			     uint64_t t0)
+{
+	struct rec_params p;
+	char tmp[32];
+	int r;
+	p.n = w->srv->cfg.default_n;
+	p.placement[0] = 0;
+
+	r = http_query_get(req->query, "user_id", p.user_id, sizeof(p.user_id));
+	if (r == -ENOENT)
+		p.user_len = -1;
+	else if (r < 0 || !id_valid(p.user_id, (size_t)r))
+		return api_fail(out, close, 400, "bad_request",
+				"user_id must be 1..%d bytes of printable text", API_MAX_ID_LEN);
+	else
+		p.user_len = r;
+
+	r = http_query_get(req->query, "item_id", p.item_id, sizeof(p.item_id));
+	if (r == -ENOENT)
+		p.item_len = -1;
+	else if (r < 0 || !id_valid(p.item_id, (size_t)r))
+		return api_fail(out, close, 400, "bad_request",
+				"item_id must be 1..%d bytes of printable text", API_MAX_ID_LEN);
+	else
+		p.item_len = r;
+
+	r = http_query_get(req->query, "n", tmp, sizeof(tmp));
+	if (r != -ENOENT && (r < 0 || !parse_int(tmp, &p.n)))
+		return api_fail(out, close, 400, "bad_request", "n must be an integer between 1 and %lld",
+				(long long)w->srv->cfg.max_n);
+
+	r = http_query_get(req->query, "placement", p.placement, sizeof(p.placement));
+	if (r == -ENOENT)
+		p.placement[0] = 0;
+	else if (r < 0 || !placement_valid(p.placement, (size_t)r))
+		return api_fail(out, close, 400, "bad_request",
+				"placement must be 1..64 characters of [A-Za-z0-9_.-]");
+	return api_recommend(w, &p, close, out, t0);
+}
+
+/* Copy a JSON string field into dst; 0, or an error detail written to err. */
+static int json_string_field(const char *s, const struct json_tok *t, const char *name, char *dst,
+			     size_t dstlen, int *len, char *err, size_t errlen)
+{
+	if (t->type != JSON_STRING) {
+		snprintf(err, errlen, "%s must be a string", name);
+		return -EINVAL;
+	}
+	int r = json_str_decode(s, t, dst, dstlen);
+	if (r < 0) {
+		snprintf(err, errlen, "%s is too long or badly escaped", name);
+		return -EINVAL;
+	}
+	*len = r;
+	return 0;
+}
+
+static int api_recommend_post(struct api_worker *w, const struct http_request *req, bool close,
+			      struct buf *out, uint64_t t0)
+{
+	if (!req->has_content_length)
+		return api_fail(out, close, 411, "length_required", "POST needs a Content-Length body");
+	if (req->content_type.len < 16 || strncasecmp(req->content_type.p, "application/json", 16) != 0)
+		return api_fail(out, close, 415, "unsupported_media_type",
+				"POST /v1/recommendations takes Content-Type: application/json");
+
+	struct json_err jerr;
+	const char *s = req->body.p;
+	int ntok = json_parse(s, req->body.len, w->toks, API_MAX_JSON_TOKENS, &jerr);
+	if (ntok == -ENOSPC)
+		return api_fail(out, close, 413, "too_large", "request body has more than %d JSON values",
+				API_MAX_JSON_TOKENS);
+	if (ntok < 0)
+		return api_fail(out, close, 400, "bad_json", "invalid JSON at byte %u: %s", jerr.offset,
+				jerr.msg ? jerr.msg : "syntax error");
+	if (w->toks[0].type != JSON_OBJECT)
+		return api_fail(out, close, 400, "bad_request", "body must be a JSON object");
+
+	struct rec_params p;
+	p.user_len = p.item_len = -1;
+	p.placement[0] = 0;
+	p.n = w->srv->cfg.default_n;
+	char err[160];
+	char key[64];
+	int plen;
+
+	/* Walk key/value pairs: every field is known, typed and checked, so a
+	 * typo ("userid") is an error and not a silent anonymous request. */
+	int k = 1;
+	for (uint32_t i = 0; i < w->toks[0].count; i++) {
+		const struct json_tok *kt = &w->toks[k];
+		const struct json_tok *vt = &w->toks[k + 1];
+		int kl = json_str_decode(s, kt, key, sizeof(key));
+		if (kl < 0)
+			return api_fail(out, close, 400, "bad_request", "unknown field");
+		if (!strcmp(key, "user_id")) {
+			if (vt->type != JSON_NULL) {
+				if (json_string_field(s, vt, "user_id", p.user_id, sizeof(p.user_id), &p.user_len,
+						      err, sizeof(err)) ||
+				    !id_valid(p.user_id, (size_t)p.user_len))
+					return api_fail(out, close, 400, "bad_request",
+							"user_id must be 1..%d bytes of printable text",
+							API_MAX_ID_LEN);
+			}
+		} else if (!strcmp(key, "item_id")) {
+			if (vt->type != JSON_NULL) {
+				if (json_string_field(s, vt, "item_id", p.item_id, sizeof(p.item_id), &p.item_len,
+						      err, sizeof(err)) ||
+				    !id_valid(p.item_id, (size_t)p.item_len))
+					return api_fail(out, close, 400, "bad_request",
+							"item_id must be 1..%d bytes of printable text",
+							API_MAX_ID_LEN);
+			}
+		} else if (!strcmp(key, "n")) {
+			if (json_get_i64(s, vt, &p.n))
+				return api_fail(out, close, 400, "bad_request",
+						"n must be an integer between 1 and %lld",
+						(long long)w->srv->cfg.max_n);
+		} else if (!strcmp(key, "placement")) {
+			if (json_string_field(s, vt, "placement", p.placement, sizeof(p.placement), &plen, err,
+					      sizeof(err)) ||
+			    !placement_valid(p.placement, (size_t)plen))
+				return api_fail(out, close, 400, "bad_request",
+						"placement must be 1..64 characters of [A-Za-z0-9_.-]");
+		} else if (!strcmp(key, "context")) {
+			if (vt->type != JSON_OBJECT)
+				return api_fail(out, close, 400, "bad_request", "context must be an object");
+			/* Context (cart, device, region) is checked for shape here;
+			 * the Lua policies are what read it. */
+			int c = k + 2;
+			for (uint32_t j = 0; j < vt->count; j++) {
+				const struct json_tok *ck = &w->toks[c], *cv = &w->toks[c + 1];
+				char ckey[16];
+				if (json_str_decode(s, ck, ckey, sizeof(ckey)) < 0)
+					return api_fail(out, close, 400, "bad_request",
+							"context has an unknown field");
+				if (!strcmp(ckey, "cart")) {
+					if (cv->type != JSON_ARRAY)
+						return api_fail(out, close, 400, "bad_request",
+								"context.cart must be an array of item ids");
+					for (int e = c + 2; e < (int)cv->next; e = (int)w->toks[e].next)
+						if (w->toks[e].type != JSON_STRING)
+							return api_fail(out, close, 400, "bad_request",
+									"context.cart must be an array of item ids");
+				} else if (!strcmp(ckey, "device") || !strcmp(ckey, "region")) {
+					if (cv->type != JSON_STRING)
+						return api_fail(out, close, 400, "bad_request",
+								"context.%s must be a string", ckey);
+				} else {
+					return api_fail(out, close, 400, "bad_request",
+							"context has an unknown field '%s'", ckey);
+				}
+				c = (int)cv->next;
+			}
+		} else {
+			return api_fail(out, close, 400, "bad_request", "unknown field '%s'", key);
+		}
+		k = (int)vt->next;
+	}
+	return api_recommend(w, &p, close, out, t0);
+}
+
+static int api_health(struct api_worker *w, bool close, struct buf *out)
+{
+	struct buf *b = &w->body;
+	buf_reset(b);
+	buf_puts_lit(b, "{\"status\":\"ok\"}\n");
+	api_write(out, 200, JSON_CT, b, close, NULL);
+	return 200;
+}
+
+static int api_ready(struct api_worker *w, bool close, struct buf *out)
+{
+	struct snap *s = srv_snapshot(w->srv);
+	struct buf *b = &w->body;
+	buf_reset(b);
+	if (!s || ck_pr_load_int(&w->srv->stopping)) {
+		buf_printf(b, "{\"ready\":false,\"reason\":\"%s\"}\n", s ? "draining" : "no snapshot loaded");
+		api_write(out, 503, JSON_CT, b, close, NULL);
+		return 503;
+	}
+	buf_printf(b, "{\"ready\":true,\"snapshot\":{\"model_version\":");
+	buf_put_json_str(b, s->hdr->model_version, strnlen(s->hdr->model_version, SNAP_MODEL_VERSION_LEN));
+	buf_printf(b, ",\"generation\":%llu,\"items\":%u}}\n", (unsigned long long)s->generation, s->n_items);
+	api_write(out, 200, JSON_CT, b, close, NULL);
+	return 200;
+}
+
+static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
+{
+	struct snap *s = srv_snapshot(srv);
+	memset(g, 0, sizeof(*g));
+	g->version = RECD_VERSION;
+	g->start_time_s = srv->start_time_ms / 1000;
+	g->workers = srv->n_workers;
+	g->connections_open = (int64_t)ck_pr_load_64(&srv->conn_open);
+	g->snapshot_load_failures = ck_pr_load_64(&srv->snapshot_load_failures);
+	g->strategy_names = rec_strategy_names;
+	if (s) {
+		g->snapshot_generation = s->generation;
+		g->snapshot_items = s->n_items;
+		g->snapshot_users = s->n_users;
+		g->snapshot_build_time_s = s->hdr->build_time;
+		g->snapshot_loaded_time_s = s->loaded_at_ms / 1000;
+		g->snapshot_model_version = s->hdr->model_version;
+		g->snapshot_bytes = s->size;
+	}
+}
+
+static int api_metrics(struct api_worker *w, bool close, struct buf *out)
+{
+	struct metrics_gauges g;
+	api_fill_gauges(w->srv, &g);
+	buf_reset(&w->body);
+	metrics_render(&w->body, &g);
+	if (w->body.oom)
+		return api_fail(out, close, 500, "internal", "out of memory");
+	api_write(out, 200, "text/plain; version=0.0.4; charset=utf-8", &w->body, close, NULL);
+	return 200;
+}
+
+static int api_admin_status(struct api_worker *w, bool close, struct buf *out)
+{
+	struct recd_server *srv = w->srv;
+	struct snap *s = srv_snapshot(srv);
+	struct buf *b = &w->body;
+	buf_reset(b);
+	buf_printf(b, "{\"version\":\"%s\",\"uptime_s\":%llu,\"started_at_ms\":%llu,\"workers\":%u,"
+		      "\"connections\":%llu,\"listen\":",
+		   RECD_VERSION, (unsigned long long)((now_ns() - srv->start_mono_ns) / 1000000000ull),
+		   (unsigned long long)srv->start_time_ms, srv->n_workers,
+		   (unsigned long long)ck_pr_load_64(&srv->conn_open));
+	buf_put_json_str(b, srv->bound_addr, strlen(srv->bound_addr));
+	buf_puts_lit(b, ",\"admin_listen\":");
+	buf_put_json_str(b, srv->bound_admin, strlen(srv->bound_admin));
+	buf_puts_lit(b, ",\"snapshot\":");
+	if (s) {
+		buf_puts_lit(b, "{\"path\":");
+		buf_put_json_str(b, s->path, strlen(s->path));
+		buf_puts_lit(b, ",\"model_version\":");
+		buf_put_json_str(b, s->hdr->model_version, strnlen(s->hdr->model_version, SNAP_MODEL_VERSION_LEN));
+		buf_printf(b, ",\"generation\":%llu,\"build_time\":%llu,\"loaded_at_ms\":%llu,\"items\":%u,"
+			      "\"users\":%u,\"categories\":%u,\"dim\":%u,\"bytes\":%zu}",
+			   (unsigned long long)s->generation, (unsigned long long)s->hdr->build_time,
+			   (unsigned long long)s->loaded_at_ms, s->n_items, s->n_users, s->n_categories, s->dim,
+			   s->size);
+	} else {
+		buf_puts_lit(b, "null");
+	}
+	buf_printf(b, ",\"snapshot_load_failures\":%llu,\"config\":",
+		   (unsigned long long)ck_pr_load_64(&srv->snapshot_load_failures));
+	cfg_dump_json(&srv->cfg, b);
+	buf_puts_lit(b, "}\n");
+	if (b->oom)
+		return api_fail(out, close, 500, "internal", "out of memory");
+	api_write(out, 200, JSON_CT, b, close, NULL);
+	return 200;
+}
+
+/* Constant-time compare so the token cannot be guessed byte by byte. */
+static bool token_matches(const struct http_request *req, const char *token)
+{
+	size_t tl = strlen(token);
+	struct str a = req->authorization;
+	if (a.len != 7 + tl || strncasecmp(a.p, "Bearer ", 7) != 0)
+		return false;
+	unsigned char diff = 0;
+	for (size_t i = 0; i < tl; i++)
+		diff |= (unsigned char)(a.p[7 + i] ^ token[i]);
+	return diff == 0;
+}
+
+static int method_not_allowed(struct buf *out, bool close, const char *allow)
+{
+	char hdr[64];
+	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
+	api_write_error(out, 405, "method_not_allowed", "this endpoint does not take that method", close, hdr);
+	return 405;
+}
+
+int api_handle(struct api_worker *w, const struct http_request *req, bool closing, struct buf *out,
+	       enum metrics_endpoint *ep)
+{
+	uint64_t t0 = now_ns();
+	bool close = closing || !req->keep_alive;
+	struct str path = req->path;
+	bool get = req->method == HTTP_M_GET;
+
+	if (w->admin) {
+		if (w->srv->cfg.admin_token[0] && !token_matches(req, w->srv->cfg.admin_token)) {
+			*ep = MEP_ADMIN;
+			api_write_error(out, 401, "unauthorized", "admin endpoints need Authorization: Bearer <token>",
+					close, "WWW-Authenticate: Bearer\r\n");
+			return 401;
+		}
+		if (STR_EQ(path, "/admin/status")) {
+			*ep = MEP_ADMIN;
+			return get ? api_admin_status(w, close, out) : method_not_allowed(out, close, "GET");
+		}
+	} else if (STR_EQ(path, "/v1/recommendations")) {
+		*ep = MEP_RECOMMENDATIONS;
+		if (get)
+			return api_recommend_get(w, req, close, out, t0);
+		if (req->method == HTTP_M_POST)
+			return api_recommend_post(w, req, close, out, t0);
+		return method_not_allowed(out, close, "GET, POST");
+	}
+	if (STR_EQ(path, "/health")) {
+		*ep = MEP_HEALTH;
+		return get ? api_health(w, close, out) : method_not_allowed(out, close, "GET");
+	}
+	if (STR_EQ(path, "/ready")) {
+		*ep = MEP_READY;
+		return get ? api_ready(w, close, out) : method_not_allowed(out, close, "GET");
+	}
+	if (STR_EQ(path, "/metrics")) {
+		*ep = MEP_METRICS;
+		return get ? api_metrics(w, close, out) : method_not_allowed(out, close, "GET");
+	}
+	*ep = MEP_OTHER;
+	api_write_error(out, 404, "not_found", "no such endpoint", close, NULL);
+	return 404;
+}

@@ -1,0 +1,502 @@
+/* cfg.c: the configuration table, its parsers (value, file, argv), the
+ * cross-field checks, --help and the JSON dump.
+ *
+ * Every setting exists in exactly one place, cfg_table; the parsers, the
+ * help text and the dump walk it, so adding a key is adding a row (and a
+ * line to systemd/recd.conf, which the unit test checks).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "core/buf.h"
+#include "core/cfg.h"
+#include "core/log.h"
+#include "recd_build.h"
+
+#define OFF(f) offsetof(struct recd_config, f), sizeof(((struct recd_config *)0)->f)
+#define INT(f, lo, hi, def, rl, help) { #f, CFG_INT, OFF(f), lo, hi, #def, rl, help, 0 }
+#define STR(f, def, help) { #f, CFG_STRING, OFF(f), 0, 0, def, false, help, 0 }
+#define ADDR(f, def, flags, help) { #f, CFG_ADDR, OFF(f), 0, 0, def, false, help, flags }
+
+const struct cfg_key cfg_table[] = {
+	ADDR(listen, "127.0.0.1:8080", 0,
+	     "main listener: host:port, [v6]:port or unix:/path (port 0 = ephemeral)"),
+	ADDR(admin_listen, "127.0.0.1:8081", CFG_F_OPTIONAL,
+	     "admin listener (metrics, reload, dumps); \"\" disables it"),
+	STR(admin_token, "",
+	    "bearer token for the admin listener; required unless it is loopback or unix:"),
+	INT(workers, 0, 1024, 0, false, "worker threads, one event loop each; 0 = one per online CPU"),
+	STR(snapshot, "", "snapshot file to serve (\"\" = none unless demo)"),
+	STR(plugins_dir, "", "directory of Lua policy plugins (\"\" = built-in policies only)"),
+	STR(state_dir, "/var/lib/recd", "directory for live state kept across restarts"),
+	INT(max_connections, 1, 1000000, 10000, false,
+	    "open client connections for the whole process; beyond it new ones get 503"),
+	INT(max_request_line, 256, 65536, 8192, false,
+	    "longest request line in bytes; longer gets 414"),
+	INT(max_headers, 1, 100, 64, false, "most header fields per request; more gets 431"),
+	INT(max_header_bytes, 1024, 1048576, 16384, false,
+	    "largest request head (line + headers) in bytes; larger gets 431"),
+	INT(max_body_bytes, 0, 1073741824, 1048576, false,
+	    "largest request body in bytes; larger gets 413"),
+	INT(idle_timeout_ms, 100, 3600000, 60000, false,
+	    "close a keep-alive connection idle this long (ms)"),
+	INT(header_timeout_ms, 100, 600000, 10000, false,
+	    "close a connection whose request head takes longer than this (ms; 408)"),
+	INT(drain_timeout_ms, 0, 600000, 10000, false,
+	    "on shutdown, wait this long (ms) for in-flight requests before closing"),
+	{ "ring_entries", CFG_INT, OFF(ring_entries), 64, 32768, "1024", false,
+	  "io_uring submission queue entries per worker (power of two)", CFG_F_POW2 },
+	INT(default_n, 1, 10000, 10, false, "recommendations returned when the request gives no n"),
+	INT(max_n, 1, 10000, 200, false, "largest n a request may ask for; larger is clamped"),
+	{ "log_level", CFG_LEVEL, OFF(log_level), 0, 0, "info", true,
+	  "error, warn, info or debug", 0 },
+	{ "demo", CFG_BOOL, OFF(demo), 0, 0, "false", false,
+	  "generate and serve synthetic demo data instead of a snapshot file", 0 },
+	INT(demo_items, 1, 10000000, 10000, false, "demo: catalog size"),
+	INT(demo_users, 1, 10000000, 2000, false, "demo: number of users"),
+	INT(demo_dim, 1, 1024, 32, false, "demo: embedding dimension"),
+	INT(demo_seed, 0, INT64_MAX, 42, false, "demo: random seed (same seed, same data)"),
+};
+const size_t cfg_table_len = ARRAY_SIZE(cfg_table);
+
+static const char *const cfg_type_names[] = {
+	[CFG_INT] = "int", [CFG_BOOL] = "bool", [CFG_STRING] = "string",
+	[CFG_ADDR] = "addr", [CFG_LEVEL] = "level",
+};
+
+static int cfg_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int cfg_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+void cfg_defaults(struct recd_config *cfg)
+{
+	/* Zero first so padding and string tails compare equal in tests. */
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < cfg_table_len; i++) {
+		int rc = cfg_set(cfg, cfg_table[i].name, cfg_table[i].def, NULL, 0);
+		(void)rc; /* the table's defaults are checked by the unit test */
+	}
+}
+
+const struct cfg_key *cfg_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < cfg_table_len; i++) {
+		const char *k = cfg_table[i].name;
+		if (strlen(k) != len)
+			continue;
+		size_t j = 0;
+		/* '-' and '_' are the same so --max-n and max_n both work. */
+		for (; j < len; j++) {
+			char c = name[j] == '-' ? '_' : name[j];
+			if (c != k[j])
+				break;
+		}
+		if (j == len)
+			return &cfg_table[i];
+	}
+	return NULL;
+}
+
+static int cfg_parse_int(const struct cfg_key *k, const char *v, int64_t *out, char *err,
+			 size_t errlen)
+{
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (end == v || *end || isspace((unsigned char)*v))
+		return cfg_err(err, errlen, "%s: not a number '%s'", k->name, v);
+	if (errno == ERANGE)
+		return cfg_err(err, errlen, "%s: '%s' is out of range", k->name, v);
+	if (n < k->min)
+		return cfg_err(err, errlen, "%s: %lld is below the minimum %lld", k->name, n,
+			       (long long)k->min);
+	if (n > k->max)
+		return cfg_err(err, errlen, "%s: %lld is above the maximum %lld", k->name, n,
+			       (long long)k->max);
+	if ((k->flags & CFG_F_POW2) && (n & (n - 1)))
+		return cfg_err(err, errlen, "%s: %lld is not a power of two", k->name, n);
+	*out = n;
+	return 0;
+}
+
+static int cfg_parse_bool(const struct cfg_key *k, const char *v, bool *out, char *err,
+			  size_t errlen)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (!strcasecmp(v, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (!strcasecmp(v, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	return cfg_err(err, errlen, "%s: not a boolean '%s' (true/false, yes/no, on/off, 1/0)",
+		       k->name, v);
+}
+
+/* host:port, [v6]:port or unix:/path. Only the shape is checked here; name
+ * resolution and binding happen (and fail loudly) at startup. */
+static bool cfg_addr_ok(const char *v)
+{
+	if (!strncmp(v, "unix:", 5))
+		return v[5] != '\0' && strlen(v + 5) < 108; /* sun_path */
+	const char *colon;
+	if (*v == '[') {
+		const char *rb = strchr(v, ']');
+		if (!rb || rb == v + 1 || rb[1] != ':')
+			return false;
+		colon = rb + 1;
+	} else {
+		colon = strrchr(v, ':');
+		if (!colon || colon == v || memchr(v, ':', (size_t)(colon - v)))
+			return false;
+	}
+	for (const char *p = v; p < colon; p++)
+		if (isspace((unsigned char)*p) || *p == '/')
+			return false;
+	const char *port = colon + 1;
+	if (!*port || strlen(port) > 5)
+		return false;
+	for (const char *p = port; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return false;
+	return atoi(port) <= 65535;
+}
+
+int cfg_set(struct recd_config *cfg, const char *key, const char *value, char *err, size_t errlen)
+{
+	const struct cfg_key *k = cfg_find(key, strlen(key));
+	if (!k)
+		return cfg_err(err, errlen, "unknown key '%s'", key);
+	char *field = (char *)cfg + k->offset;
+	switch (k->type) {
+	case CFG_INT: {
+		int64_t n = 0;
+		int rc = cfg_parse_int(k, value, &n, err, errlen);
+		if (rc)
+			return rc;
+		memcpy(field, &n, sizeof(n));
+		return 0;
+	}
+	case CFG_BOOL: {
+		bool b = false;
+		int rc = cfg_parse_bool(k, value, &b, err, errlen);
+		if (rc)
+			return rc;
+		memcpy(field, &b, sizeof(b));
+		return 0;
+	}
+	case CFG_LEVEL:
+		if (log_level_parse(value) < 0)
+			return cfg_err(err, errlen, "%s: unknown level '%s' (error, warn, info, debug)",
+				       k->name, value);
+		break;
+	case CFG_ADDR:
+		if (!(*value == '\0' && (k->flags & CFG_F_OPTIONAL)) && !cfg_addr_ok(value))
+			return cfg_err(err, errlen,
+				       "%s: expected host:port, [v6]:port or unix:/path, got '%s'",
+				       k->name, value);
+		break;
+	case CFG_STRING:
+		break;
+	}
+	size_t len = strlen(value);
+	if (len >= k->size)
+		return cfg_err(err, errlen, "%s: too long (%zu bytes, at most %zu)", k->name, len,
+			       k->size - 1);
+	memcpy(field, value, len + 1);
+	return 0;
+}
+
+static char *cfg_trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+/* Split one line into key and value in place. Returns 1 for a setting,
+ * 0 for a blank or comment line, -EINVAL for anything else. Values may be
+ * double-quoted (with \" and \\ escapes) to keep spaces or '#'; an
+ * unquoted value ends at " #" (a trailing comment). */
+static int cfg_split_line(char *line, char **key, char **value, const char **why)
+{
+	char *s = cfg_trim(line);
+	if (!*s || *s == '#')
+		return 0;
+	char *eq = strchr(s, '=');
+	*why = "expected key = value";
+	if (!eq)
+		return -EINVAL;
+	*eq = '\0';
+	*key = cfg_trim(s);
+	if (!**key || strpbrk(*key, " \t"))
+		return -EINVAL;
+	char *v = eq + 1;
+	while (isspace((unsigned char)*v))
+		v++;
+	if (*v == '"') {
+		char *r = v + 1, *w = v;
+		for (; *r && *r != '"'; r++) {
+			if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
+				r++;
+			*w++ = *r;
+		}
+		if (*r != '"') {
+			*why = "unterminated quoted value";
+			return -EINVAL;
+		}
+		*w = '\0';
+		char *rest = cfg_trim(r + 1);
+		if (*rest && *rest != '#') {
+			*why = "unexpected text after the quoted value";
+			return -EINVAL;
+		}
+	} else {
+		for (char *p = v; *p; p++) {
+			if (*p == '#' && (p == v || isspace((unsigned char)p[-1]))) {
+				*p = '\0';
+				break;
+			}
+		}
+		v = cfg_trim(v);
+	}
+	*value = v;
+	return 1;
+}
+
+int cfg_load_file(struct recd_config *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		int e = errno;
+		cfg_err(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned lineno = 0;
+	int rc = 0;
+	while (getline(&line, &cap, f) >= 0) {
+		lineno++;
+		char *key, *value;
+		const char *why = NULL;
+		int r = cfg_split_line(line, &key, &value, &why);
+		if (r < 0) {
+			rc = cfg_err(err, errlen, "%s:%u: %s", path, lineno, why);
+			break;
+		}
+		if (!r)
+			continue;
+		char msg[512];
+		if (cfg_set(cfg, key, value, msg, sizeof(msg))) {
+			rc = cfg_err(err, errlen, "%s:%u: %s", path, lineno, msg);
+			break;
+		}
+	}
+	if (!rc && ferror(f)) {
+		rc = -EIO;
+		cfg_err(err, errlen, "%s: read error", path);
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* Loopback or local socket: safe to leave the admin listener tokenless. */
+static bool cfg_addr_is_local(const char *a)
+{
+	return !strncmp(a, "unix:", 5) || !strncmp(a, "127.", 4) || !strncmp(a, "[::1]:", 6) ||
+	       !strncmp(a, "localhost:", 10);
+}
+
+static bool cfg_port_is_zero(const char *a)
+{
+	const char *c = strrchr(a, ':');
+	return strncmp(a, "unix:", 5) && c && !strcmp(c + 1, "0");
+}
+
+int cfg_validate(const struct recd_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->listen[0])
+		return cfg_err(err, errlen, "listen: must be set");
+	if (cfg->default_n > cfg->max_n)
+		return cfg_err(err, errlen, "default_n (%lld) is above max_n (%lld)",
+			       (long long)cfg->default_n, (long long)cfg->max_n);
+	if (cfg->admin_listen[0]) {
+		if (!cfg->admin_token[0] && !cfg_addr_is_local(cfg->admin_listen))
+			return cfg_err(err, errlen,
+				       "admin_token is required when admin_listen (%s) is not "
+				       "loopback or unix:",
+				       cfg->admin_listen);
+		/* Port 0 asks the kernel for a fresh port: two of them never clash. */
+		if (!strcmp(cfg->listen, cfg->admin_listen) && !cfg_port_is_zero(cfg->listen))
+			return cfg_err(err, errlen, "listen and admin_listen are the same (%s)",
+				       cfg->listen);
+	}
+	return 0;
+}
+
+/* What one argv entry means; value points into argv. */
+struct cfg_opt {
+	const struct cfg_key *key; /* NULL for a flag already handled */
+	const char *value;
+};
+
+int cfg_parse_args(struct recd_config *cfg, struct cfg_cli *cli, int argc, char **argv,
+		   char *err, size_t errlen)
+{
+	memset(cli, 0, sizeof(*cli));
+	struct cfg_opt *opts = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*opts));
+	if (!opts)
+		return -ENOMEM;
+	size_t n_opts = 0;
+	int rc = 0;
+	char msg[512];
+
+	/* Pass 1: recognise everything, remember the overrides. */
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			cli->help = true;
+			continue;
+		}
+		if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
+			cli->version = true;
+			continue;
+		}
+		if (!strcmp(a, "--check-config") || !strcmp(a, "--check_config")) {
+			cli->check = true;
+			continue;
+		}
+		if (!strcmp(a, "--demo")) {
+			opts[n_opts++] = (struct cfg_opt){ cfg_find("demo", 4), "true" };
+			continue;
+		}
+		if (strncmp(a, "--", 2) || !a[2]) {
+			rc = cfg_err(err, errlen, "command line: unexpected argument '%s'", a);
+			goto out;
+		}
+		const char *name = a + 2;
+		const char *eq = strchr(name, '=');
+		size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+		const char *value = eq ? eq + 1 : NULL;
+		bool is_config = nlen == 6 && !strncmp(name, "config", 6);
+		const struct cfg_key *k = is_config ? NULL : cfg_find(name, nlen);
+		if (!is_config && !k) {
+			rc = cfg_err(err, errlen, "command line: unknown option --%.*s", (int)nlen,
+				     name);
+			goto out;
+		}
+		if (!value && k && k->type == CFG_BOOL) {
+			value = "true"; /* a bare --flag switches a boolean on */
+		} else if (!value) {
+			if (i + 1 >= argc) {
+				rc = cfg_err(err, errlen, "command line: --%.*s needs a value",
+					     (int)nlen, name);
+				goto out;
+			}
+			value = argv[++i];
+		}
+		if (is_config)
+			cli->config_path = value;
+		else
+			opts[n_opts++] = (struct cfg_opt){ k, value };
+	}
+
+	/* Pass 2: the file first, so the command line always wins. */
+	if (cli->config_path) {
+		rc = cfg_load_file(cfg, cli->config_path, err, errlen);
+		if (rc)
+			goto out;
+	}
+	for (size_t i = 0; i < n_opts; i++) {
+		rc = cfg_set(cfg, opts[i].key->name, opts[i].value, msg, sizeof(msg));
+		if (rc) {
+			cfg_err(err, errlen, "command line: %s", msg);
+			goto out;
+		}
+	}
+out:
+	free(opts);
+	return rc;
+}
+
+void cfg_print_help(FILE *out, const char *argv0)
+{
+	fprintf(out,
+		"Usage: %s [--config FILE] [--KEY=VALUE ...]\n"
+		"recd %s: real-time recommendation serving engine.\n\n"
+		"Options:\n"
+		"  --config FILE     load settings from FILE (key = value lines)\n"
+		"  --check-config    validate the settings and exit\n"
+		"  --demo            serve generated demo data (same as --demo=true)\n"
+		"  -h, --help        show this help and exit\n"
+		"  -V, --version     show the version and exit\n\n"
+		"Settings (config file `key = value`, or --key=VALUE / --key VALUE on the\n"
+		"command line, which wins over the file; '-' and '_' are interchangeable):\n",
+		argv0 ? argv0 : "recd", RECD_VERSION);
+	for (size_t i = 0; i < cfg_table_len; i++) {
+		const struct cfg_key *k = &cfg_table[i];
+		fprintf(out, "  %-18s %-6s default %s%s%s", k->name, cfg_type_names[k->type],
+			*k->def ? "" : "\"", k->def, *k->def ? "" : "\"");
+		if (k->type == CFG_INT)
+			fprintf(out, " [%lld..%lld%s]", (long long)k->min, (long long)k->max,
+				k->flags & CFG_F_POW2 ? ", power of two" : "");
+		fprintf(out, "%s\n      %s\n", k->reloadable ? " (reloadable)" : "", k->help);
+	}
+}
+
+void cfg_dump_json(const struct recd_config *cfg, struct buf *out)
+{
+	buf_putc(out, '{');
+	for (size_t i = 0; i < cfg_table_len; i++) {
+		const struct cfg_key *k = &cfg_table[i];
+		const char *field = (const char *)cfg + k->offset;
+		if (i)
+			buf_putc(out, ',');
+		buf_put_json_str(out, k->name, strlen(k->name));
+		buf_putc(out, ':');
+		switch (k->type) {
+		case CFG_INT: {
+			int64_t n;
+			memcpy(&n, field, sizeof(n));
+			buf_put_i64(out, n);
+			break;
+		}
+		case CFG_BOOL:
+			if (*(const bool *)field)
+				buf_puts_lit(out, "true");
+			else
+				buf_puts_lit(out, "false");
+			break;
+		default:
+			/* The dump is served on the admin endpoint and logged:
+			 * never echo the secret itself. */
+			if (k->offset == offsetof(struct recd_config, admin_token) && *field)
+				buf_puts_lit(out, "\"***\"");
+			else
+				buf_put_json_str(out, field, strnlen(field, k->size));
+		}
+	}
+	buf_putc(out, '}');
+}

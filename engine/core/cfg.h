@@ -58,7 +58,11 @@ struct cfg_key {
 	const char *def;    /* default, as text */
 	bool reloadable;
 	const char *help;
+	unsigned flags;     /* CFG_F_* */
 };
+
+#define CFG_F_POW2     1u  /* CFG_INT: must be a power of two */
+#define CFG_F_OPTIONAL 2u  /* CFG_ADDR: "" is accepted (= off) */
 
 extern const struct cfg_key cfg_table[];
 extern const size_t cfg_table_len;

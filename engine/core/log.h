@@ -31,6 +31,10 @@ void log_init(void);
  * (values with spaces must be quoted by the caller; log_quote helps). */
 void log_emit(int level, const char *msg, const char *kv_fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Format `s` as one logfmt value into dst: as is when it is a bare word,
+ * else double-quoted with `"`, `\\` and control characters escaped.
+ * Truncates to len; returns dst (for use as a "%s" argument). */
+const char *log_quote(char *dst, size_t len, const char *s);
 
 #define LOG_AT(lvl, msg, ...) \
 	do { if (unlikely((lvl) <= log_threshold)) log_emit((lvl), (msg), __VA_ARGS__); } while (0)

@@ -30,6 +30,11 @@ struct gen_params {
 	double zipf_s;                  /* 0 = 1.1 */
 	double out_of_stock_share;      /* share of items with stock 0; <0 = 0.03 default */
 	uint64_t start_ts_ms;           /* timestamp of the first event; 0 = 1700000000000 */
+	/* Embedding noise as a norm relative to the unit centroids: each dim
+	 * gets N(0, (noise/sqrt(dim))^2), so clusters look the same at every
+	 * dim (item-centroid cosine ~ 1/sqrt(1 + noise^2)); users get 0.6x
+	 * that. 0 = 0.8. */
+	double noise;
 };
 
 struct gen_event {

@@ -1,0 +1,321 @@
+/* metrics.c: per-worker metric blocks, the log-linear latency histogram
+ * and the Prometheus text renderer.
+ *
+ * Theory of operation: block i is written only by worker i (block n by the
+ * admin listener), with plain loads and volatile 64-bit stores (metrics.h).
+ * The scraper, on any thread, reads every block with ck_pr_load_64 and sums.
+ * Aligned 64-bit stores and loads are single instructions on the targets
+ * recd supports, so a value is never torn; it may lag by the increments in
+ * flight, and fields of one block may be mutually a little inconsistent
+ * (a histogram's count vs its buckets). The renderer therefore derives
+ * every histogram's _count from the buckets it read, so +Inf == _count.
+ * Blocks are cacheline-aligned so two workers never share a line.
+ *
+ * Histogram buckets: values are whole microseconds, and a bucket is the
+ * interval (lower, upper]: bucket 0 is [0, 1], buckets 1..7 are exactly
+ * 2..8, and above that each power of two (2^p, 2^(p+1)] is split into 8
+ * equal sub-buckets (index from p and the next 3 bits of v - 1). Working on
+ * v - 1 makes every power of two an upper edge, so the Prometheus `le`
+ * boundaries (1 µs .. 2^24 µs) are exact sums of whole buckets. Sub-bucket
+ * width is 2^(p-3) over values > 2^p: relative width <= 12.5%. The last
+ * regular bucket ends at 2^27 µs (134 s); above is the overflow bucket.
+ */
+#include <ck_pr.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/buf.h"
+#include "metrics/metrics.h"
+#include "recd_build.h"
+
+#define HIST_OVERFLOW (METRICS_HIST_BUCKETS - 1)
+/* Highest power whose sub-buckets exist: rows 1..POW-1 hold p = row + 2. */
+#define HIST_MAX_POW (METRICS_HIST_POW + 1)
+/* Rendered `le` edges: 2^0 .. 2^24 µs (16.777216 s). */
+#define HIST_LE_EDGES 25
+
+static struct metrics_worker *metrics_blocks;
+static uint32_t metrics_n_blocks;
+
+int metrics_init(uint32_t n_workers)
+{
+	size_t n = (size_t)n_workers + 1;
+	/* sizeof is a multiple of CACHELINE thanks to the aligned attribute,
+	 * as aligned_alloc requires. */
+	struct metrics_worker *w = aligned_alloc(CACHELINE, n * sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	memset(w, 0, n * sizeof(*w));
+	metrics_blocks = w;
+	metrics_n_blocks = (uint32_t)n;
+	return 0;
+}
+
+void metrics_shutdown(void)
+{
+	free(metrics_blocks);
+	metrics_blocks = NULL;
+	metrics_n_blocks = 0;
+}
+
+struct metrics_worker *metrics_worker(uint32_t idx)
+{
+	return idx < metrics_n_blocks ? &metrics_blocks[idx] : NULL;
+}
+
+enum metrics_status metrics_status_index(int status)
+{
+	switch (status) {
+	case 200: return MST_200;
+	case 202: return MST_202;
+	case 400: return MST_400;
+	case 401: return MST_401;
+	case 404: return MST_404;
+	case 405: return MST_405;
+	case 408: return MST_408;
+	case 411: return MST_411;
+	case 413: return MST_413;
+	case 414: return MST_414;
+	case 431: return MST_431;
+	case 500: return MST_500;
+	case 501: return MST_501;
+	case 503: return MST_503;
+	case 505: return MST_505;
+	default: return MST_OTHER;
+	}
+}
+
+static const char *const metrics_status_names[MST__COUNT] = {
+	"200", "202", "400", "401", "404", "405", "408", "411",
+	"413", "414", "431", "500", "501", "503", "505", "other",
+};
+
+static const char *const metrics_endpoint_names[MEP__COUNT] = {
+	[MEP_RECOMMENDATIONS] = "recommendations",
+	[MEP_EVENTS] = "events",
+	[MEP_HEALTH] = "health",
+	[MEP_READY] = "ready",
+	[MEP_METRICS] = "metrics",
+	[MEP_ADMIN] = "admin",
+	[MEP_OTHER] = "other",
+};
+
+const char *metrics_endpoint_name(enum metrics_endpoint ep)
+{
+	return (unsigned)ep < MEP__COUNT ? metrics_endpoint_names[ep] : "other";
+}
+
+uint32_t metrics_hist_bucket(uint64_t us)
+{
+	if (us <= 1)
+		return 0;
+	uint64_t u = us - 1;
+	if (u < METRICS_HIST_SUB)
+		return (uint32_t)u;
+	uint32_t p = 63u - (uint32_t)__builtin_clzll(u);
+	if (p > HIST_MAX_POW)
+		return HIST_OVERFLOW;
+	return (p - 2) * METRICS_HIST_SUB + (uint32_t)((u >> (p - 3)) & (METRICS_HIST_SUB - 1));
+}
+
+uint64_t metrics_hist_bucket_upper(uint32_t b)
+{
+	if (b >= HIST_OVERFLOW)
+		return UINT64_MAX;
+	if (b < METRICS_HIST_SUB)
+		return b + 1;
+	uint32_t p = b / METRICS_HIST_SUB + 2, sub = b % METRICS_HIST_SUB;
+	return (1ull << p) + ((uint64_t)(sub + 1) << (p - 3));
+}
+
+void metrics_hist_record(struct metrics_hist *h, uint64_t us)
+{
+	metrics_inc(&h->buckets[metrics_hist_bucket(us)]);
+	metrics_add(&h->sum_us, us);
+	metrics_inc(&h->count);
+}
+
+void metrics_request_done(struct metrics_worker *w, enum metrics_endpoint ep, int status,
+			  uint64_t latency_ns)
+{
+	if ((unsigned)ep >= MEP__COUNT)
+		ep = MEP_OTHER;
+	metrics_inc(&w->requests[ep][metrics_status_index(status)]);
+	/* Round up: a request of t ns lands in the bucket whose (lower, upper]
+	 * holds t, so the rendered `le` counts are exact, not off by < 1 µs. */
+	metrics_hist_record(&w->latency[ep], (latency_ns + 999) / 1000);
+}
+
+/* ---- rendering ---- */
+
+static uint64_t metrics_sum(size_t field_off)
+{
+	uint64_t s = 0;
+	for (uint32_t i = 0; i < metrics_n_blocks; i++)
+		s += ck_pr_load_64((const uint64_t *)((const char *)&metrics_blocks[i] + field_off));
+	return s;
+}
+#define SUM(field) metrics_sum(offsetof(struct metrics_worker, field))
+
+static void metrics_family(struct buf *out, const char *name, const char *type, const char *help)
+{
+	buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value, escaped as the exposition format asks: \\, \" and \n. */
+static void metrics_label(struct buf *out, const char *s)
+{
+	buf_putc(out, '"');
+	for (; s && *s; s++) {
+		switch (*s) {
+		case '\\': buf_puts_lit(out, "\\\\"); break;
+		case '"': buf_puts_lit(out, "\\\""); break;
+		case '\n': buf_puts_lit(out, "\\n"); break;
+		default: buf_putc(out, *s);
+		}
+	}
+	buf_putc(out, '"');
+}
+
+/* Microseconds as exact decimal seconds (no float rounding). */
+static void metrics_put_seconds(struct buf *out, uint64_t us)
+{
+	buf_printf(out, "%llu.%06llu", (unsigned long long)(us / 1000000),
+		   (unsigned long long)(us % 1000000));
+}
+
+static void metrics_scalar(struct buf *out, const char *name, const char *type, const char *help,
+			   uint64_t v)
+{
+	metrics_family(out, name, type, help);
+	buf_puts(out, name);
+	buf_putc(out, ' ');
+	buf_put_u64(out, v);
+	buf_putc(out, '\n');
+}
+
+static void metrics_render_requests(struct buf *out)
+{
+	static const char name[] = "recd_http_requests_total";
+	metrics_family(out, name, "counter", "HTTP requests answered, by endpoint and status code.");
+	for (int ep = 0; ep < MEP__COUNT; ep++) {
+		for (int st = 0; st < MST__COUNT; st++) {
+			uint64_t v = SUM(requests[ep][st]);
+			if (!v)
+				continue;
+			buf_printf(out, "%s{endpoint=\"%s\",code=\"%s\"} ", name,
+				   metrics_endpoint_names[ep], metrics_status_names[st]);
+			buf_put_u64(out, v);
+			buf_putc(out, '\n');
+		}
+	}
+}
+
+static void metrics_render_latency(struct buf *out)
+{
+	static const char name[] = "recd_http_request_duration_seconds";
+	metrics_family(out, name, "histogram", "Time from request parsed to response queued.");
+	for (int ep = 0; ep < MEP__COUNT; ep++) {
+		uint64_t b[METRICS_HIST_BUCKETS], total = 0;
+		for (uint32_t i = 0; i < METRICS_HIST_BUCKETS; i++) {
+			b[i] = SUM(latency[ep].buckets[i]);
+			total += b[i];
+		}
+		if (!total)
+			continue;
+		const char *epn = metrics_endpoint_names[ep];
+		uint64_t cum = 0;
+		uint32_t i = 0;
+		for (int k = 0; k < HIST_LE_EDGES; k++) {
+			uint64_t edge = 1ull << k;
+			while (i < HIST_OVERFLOW && metrics_hist_bucket_upper(i) <= edge)
+				cum += b[i++];
+			buf_printf(out, "%s_bucket{endpoint=\"%s\",le=\"", name, epn);
+			metrics_put_seconds(out, edge);
+			buf_puts_lit(out, "\"} ");
+			buf_put_u64(out, cum);
+			buf_putc(out, '\n');
+		}
+		buf_printf(out, "%s_bucket{endpoint=\"%s\",le=\"+Inf\"} ", name, epn);
+		buf_put_u64(out, total);
+		buf_printf(out, "\n%s_sum{endpoint=\"%s\"} ", name, epn);
+		metrics_put_seconds(out, SUM(latency[ep].sum_us));
+		buf_printf(out, "\n%s_count{endpoint=\"%s\"} ", name, epn);
+		buf_put_u64(out, total);
+		buf_putc(out, '\n');
+	}
+}
+
+void metrics_render(struct buf *out, const struct metrics_gauges *g)
+{
+	metrics_family(out, "recd_build_info", "gauge", "Build information; always 1.");
+	buf_puts_lit(out, "recd_build_info{version=");
+	metrics_label(out, g->version ? g->version : RECD_VERSION);
+	buf_puts_lit(out, "} 1\n");
+	metrics_scalar(out, "recd_start_time_seconds", "gauge",
+		       "Process start time in seconds since the epoch.", g->start_time_s);
+	metrics_scalar(out, "recd_workers", "gauge", "Worker threads serving requests.", g->workers);
+
+	if (metrics_blocks) {
+		metrics_render_requests(out);
+		metrics_render_latency(out);
+	} else {
+		metrics_family(out, "recd_http_requests_total", "counter",
+			       "HTTP requests answered, by endpoint and status code.");
+		metrics_family(out, "recd_http_request_duration_seconds", "histogram",
+			       "Time from request parsed to response queued.");
+	}
+	metrics_scalar(out, "recd_connections_accepted_total", "counter",
+		       "Client connections accepted.", SUM(conn_accepted));
+	metrics_scalar(out, "recd_connections_closed_total", "counter",
+		       "Client connections closed.", SUM(conn_closed));
+	metrics_scalar(out, "recd_connections_refused_total", "counter",
+		       "Connections refused over max_connections.", SUM(conn_refused));
+	metrics_scalar(out, "recd_connections_timeouts_total", "counter",
+		       "Connections closed for idling or a slow request head.", SUM(conn_timeouts));
+	metrics_family(out, "recd_connections_open", "gauge", "Client connections open now.");
+	buf_puts_lit(out, "recd_connections_open ");
+	buf_put_i64(out, g->connections_open);
+	buf_putc(out, '\n');
+	metrics_scalar(out, "recd_http_bytes_received_total", "counter",
+		       "Bytes read from client connections.", SUM(bytes_in));
+	metrics_scalar(out, "recd_http_bytes_sent_total", "counter",
+		       "Bytes written to client connections.", SUM(bytes_out));
+
+	metrics_family(out, "recd_recommendations_total", "counter",
+		       "Recommendation lists served, by strategy.");
+	const size_t n_strat = ARRAY_SIZE(((struct metrics_worker *)0)->strategy);
+	for (size_t i = 0; g->strategy_names && i < n_strat && g->strategy_names[i]; i++) {
+		buf_puts_lit(out, "recd_recommendations_total{strategy=");
+		metrics_label(out, g->strategy_names[i]);
+		buf_puts_lit(out, "} ");
+		buf_put_u64(out, SUM(strategy[i]));
+		buf_putc(out, '\n');
+	}
+
+	metrics_scalar(out, "recd_snapshot_generation", "gauge",
+		       "Generation of the snapshot being served (increments on each load).",
+		       g->snapshot_generation);
+	metrics_scalar(out, "recd_snapshot_items", "gauge", "Items in the served snapshot.",
+		       g->snapshot_items);
+	metrics_scalar(out, "recd_snapshot_users", "gauge", "Users in the served snapshot.",
+		       g->snapshot_users);
+	metrics_scalar(out, "recd_snapshot_build_time_seconds", "gauge",
+		       "When the served snapshot was built, seconds since the epoch.",
+		       g->snapshot_build_time_s);
+	metrics_scalar(out, "recd_snapshot_loaded_time_seconds", "gauge",
+		       "When the served snapshot was loaded, seconds since the epoch.",
+		       g->snapshot_loaded_time_s);
+	metrics_scalar(out, "recd_snapshot_bytes", "gauge", "Size of the served snapshot file.",
+		       g->snapshot_bytes);
+	metrics_family(out, "recd_snapshot_info", "gauge",
+		       "Model version of the served snapshot; always 1.");
+	if (g->snapshot_model_version) {
+		buf_puts_lit(out, "recd_snapshot_info{model_version=");
+		metrics_label(out, g->snapshot_model_version);
+		buf_puts_lit(out, "} 1\n");
+	}
+	metrics_scalar(out, "recd_snapshot_load_failures_total", "counter",
+		       "Snapshot loads that failed (the previous snapshot kept serving).",
+		       g->snapshot_load_failures);
+}

@@ -82,7 +82,7 @@ struct snap_header {
 	uint32_t n_sections;
 	uint32_t reserved0;
 	uint64_t header_checksum;
-	uint8_t reserved[64];
+	uint8_t reserved[56];         /* pads the header to a multiple of 64 */
 	struct snap_section_entry sections[SNAP_MAX_SECTIONS];
 };
 

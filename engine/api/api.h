@@ -1,0 +1,48 @@
+/* api.h: the HTTP endpoints of recd: routing, request validation, and the
+ * JSON responses (docs/api.md is the user-facing description).
+ *
+ * One struct api_worker per worker thread holds every scratch buffer a
+ * request needs, allocated once at start: handling a request appends to
+ * the connection's output buffer and allocates nothing in the common case.
+ */
+#ifndef RECD_API_H
+#define RECD_API_H
+
+#include "core/buf.h"
+#include "core/srv.h"
+#include "http/http_parse.h"
+#include "json/json.h"
+#include "metrics/metrics.h"
+#include "rec/rec.h"
+
+#define API_MAX_ID_LEN 256
+#define API_MAX_JSON_TOKENS 512
+
+struct api_worker {
+	struct recd_server *srv;
+	uint32_t id;
+	bool admin;                    /* serves the admin listener */
+	struct metrics_worker *metrics;
+	struct buf body;               /* response body scratch */
+	struct rec_item *items;        /* cfg.max_n */
+	struct json_tok toks[API_MAX_JSON_TOKENS];
+	uint64_t seq;                  /* request ids */
+};
+
+int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, bool admin);
+void api_worker_free(struct api_worker *w);
+
+/* Handle one complete request and append the whole HTTP response to out.
+ * `closing`: the connection closes after this response (drain, client
+ * asked). Returns the status code; *ep tells the metrics endpoint. */
+int api_handle(struct api_worker *w, const struct http_request *req, bool closing, struct buf *out,
+	       enum metrics_endpoint *ep);
+
+/* Append an error response with body {"error": ..., "detail": ...}. */
+void api_write_error(struct buf *out, int status, const char *error, const char *detail, bool close,
+		     const char *extra_headers);
+
+/* Free this thread's error-body buffer (call when a thread ends). */
+void api_thread_exit(void);
+
+#endif

@@ -1,0 +1,54 @@
+/* rec.h: candidate retrieval and ranking in C, the path every request
+ * takes when no Lua policy changes it.
+ *
+ *  - a known user: top-n items by inner product of the user's embedding
+ *    with every item embedding (exact scan; SIMD kernel chosen at run time);
+ *  - a context item (`item_id`): top-n items by inner product with that
+ *    item's embedding, the item itself excluded ("similar");
+ *  - anyone else: the snapshot's popularity list.
+ * Items that are unavailable or out of stock are never returned.
+ * Nothing here allocates: callers pass the output array.
+ */
+#ifndef RECD_REC_H
+#define RECD_REC_H
+
+#include "core/common.h"
+#include "snap/snap.h"
+
+enum rec_strategy {
+	REC_PERSONALIZED = 0,
+	REC_SIMILAR,
+	REC_POPULAR,
+	REC__STRATEGY_COUNT,
+};
+
+/* Names as they appear in responses and metrics; NULL-terminated. */
+extern const char *const rec_strategy_names[];
+
+struct rec_item {
+	uint32_t item;   /* index into the snapshot */
+	float score;
+};
+
+struct rec_query {
+	const struct snap *snap;
+	int64_t user;    /* snapshot user index or -1 */
+	int64_t item;    /* context item index or -1 */
+	uint32_t n;      /* 1..max */
+};
+
+/* Fill out[0..n) best first; returns how many (may be < n when fewer
+ * servable items exist) and sets *strategy. */
+uint32_t rec_recommend(const struct rec_query *q, struct rec_item *out, enum rec_strategy *strategy);
+
+/* Exact top-k by inner product with `query` (stride floats, 64-byte
+ * rows), skipping unservable items and `exclude` (-1 for none). */
+uint32_t rec_topk_exact(const struct snap *s, const float *query, uint32_t k, int64_t exclude,
+			struct rec_item *out);
+/* Top-k of the popularity list. */
+uint32_t rec_popular(const struct snap *s, uint32_t k, int64_t exclude, struct rec_item *out);
+
+/* Inner product of two rows of `stride` floats (a multiple of 16). */
+float rec_dot(const float *a, const float *b, uint32_t stride);
+
+#endif
