@@ -1,5 +1,7 @@
 /* rec.c: the C recommendation path (see rec.h). */
 #include <string.h>
+#include <ck_pr.h>
+#include <immintrin.h>
 #include "rec/rec.h"
 
 const char *const rec_strategy_names[] = {
@@ -9,26 +11,81 @@ const char *const rec_strategy_names[] = {
 	NULL,
 };
 
-/* Sixteen independent lanes: the compiler maps this onto whatever vector
- * width the clone targets (2x AVX, 4x SSE) without reassociating a
- * floating-point sum, which it would refuse to do for a scalar loop. The
- * haswell clone adds FMA; glibc's ifunc picks the clone once at load. */
-typedef float v16sf __attribute__((vector_size(64), aligned(4)));
+/* Dot products over rows padded to 16 floats (64-byte aligned rows), with
+ * independent vector accumulators: the compiler will not reassociate a
+ * scalar float sum, so the lanes are spelled out with intrinsics. Two
+ * kernels: AVX2+FMA (two 8-lane accumulators) and SSE (x86-64 baseline,
+ * four 4-lane accumulators); the choice is made once, from CPUID. A whole
+ * block of rows is scored per call so dispatch costs nothing per item.
+ * The query may be unaligned (a caller's vector); rows never are. */
+__attribute__((target("avx2,fma")))
+static void score_rows_avx2(const float *q, const float *rows, uint32_t stride, uint32_t count, float *out)
+{
+	for (uint32_t r = 0; r < count; r++) {
+		const float *row = rows + (size_t)r * stride;
+		__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+		for (uint32_t i = 0; i < stride; i += 16) {
+			a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_load_ps(row + i), a0);
+			a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_load_ps(row + i + 8), a1);
+		}
+		__m256 a = _mm256_add_ps(a0, a1);
+		__m128 t = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+		t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+		t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
+		out[r] = _mm_cvtss_f32(t);
+	}
+}
 
-__attribute__((target_clones("arch=haswell", "default")))
+static void score_rows_sse(const float *q, const float *rows, uint32_t stride, uint32_t count, float *out)
+{
+	for (uint32_t r = 0; r < count; r++) {
+		const float *row = rows + (size_t)r * stride;
+		__m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps(), a2 = _mm_setzero_ps(), a3 = _mm_setzero_ps();
+		for (uint32_t i = 0; i < stride; i += 16) {
+			a0 = _mm_add_ps(a0, _mm_mul_ps(_mm_loadu_ps(q + i), _mm_load_ps(row + i)));
+			a1 = _mm_add_ps(a1, _mm_mul_ps(_mm_loadu_ps(q + i + 4), _mm_load_ps(row + i + 4)));
+			a2 = _mm_add_ps(a2, _mm_mul_ps(_mm_loadu_ps(q + i + 8), _mm_load_ps(row + i + 8)));
+			a3 = _mm_add_ps(a3, _mm_mul_ps(_mm_loadu_ps(q + i + 12), _mm_load_ps(row + i + 12)));
+		}
+		__m128 t = _mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3));
+		t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+		t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
+		out[r] = _mm_cvtss_f32(t);
+	}
+}
+
+typedef void (*score_rows_fn)(const float *, const float *, uint32_t, uint32_t, float *);
+
+static score_rows_fn score_rows_pick(void)
+{
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		return score_rows_avx2;
+	return score_rows_sse;
+}
+
+static void rec_score_rows(const float *q, const float *rows, uint32_t stride, uint32_t count, float *out)
+{
+	/* Racing first calls store the same value: benign. */
+	static score_rows_fn fn;
+	score_rows_fn f = ck_pr_load_ptr(&fn);
+	if (unlikely(!f)) {
+		f = score_rows_pick();
+		ck_pr_store_ptr(&fn, (void *)f);
+	}
+	f(q, rows, stride, count, out);
+}
+
+const char *rec_kernel_name(void)
+{
+	return score_rows_pick() == score_rows_avx2 ? "avx2+fma" : "sse";
+}
+
 float rec_dot(const float *a, const float *b, uint32_t stride)
 {
-	v16sf acc = {0};
-	for (uint32_t i = 0; i < stride; i += 16) {
-		v16sf va, vb;
-		memcpy(&va, a + i, sizeof(va));
-		memcpy(&vb, b + i, sizeof(vb));
-		acc += va * vb;
-	}
-	float sum = 0;
-	for (int j = 0; j < 16; j++)
-		sum += acc[j];
-	return sum;
+	float r;
+	rec_score_rows(a, b, stride, 1, &r);
+	return r;
 }
 
 /* A min-heap of the best k so far: out[0] is the weakest, so a candidate
@@ -87,17 +144,28 @@ static void heap_sort_best_first(struct rec_item *h, uint32_t n)
 	}
 }
 
+#define REC_SCAN_BLOCK 256
+
 uint32_t rec_topk_exact(const struct snap *s, const float *query, uint32_t k, int64_t exclude,
 			struct rec_item *out)
 {
+	float scores[REC_SCAN_BLOCK];
 	uint32_t n = 0;
 	if (k == 0)
 		return 0;
-	for (uint32_t i = 0; i < s->n_items; i++) {
-		if (unlikely(!snap_item_servable(s, i)) || (int64_t)i == exclude)
-			continue;
-		struct rec_item it = { i, rec_dot(query, snap_item_vec(s, i), s->stride) };
-		heap_push(out, &n, k, it);
+	for (uint32_t base = 0; base < s->n_items; base += REC_SCAN_BLOCK) {
+		uint32_t count = MIN(REC_SCAN_BLOCK, s->n_items - base);
+		rec_score_rows(query, snap_item_vec(s, base), s->stride, count, scores);
+		for (uint32_t j = 0; j < count; j++) {
+			uint32_t i = base + j;
+			struct rec_item it = { i, scores[j] };
+			/* Cheap rejection first: most items lose to the k-th best. */
+			if (n == k && !rec_better(it, out[0]))
+				continue;
+			if (unlikely(!snap_item_servable(s, i)) || (int64_t)i == exclude)
+				continue;
+			heap_push(out, &n, k, it);
+		}
 	}
 	heap_sort_best_first(out, n);
 	return n;

@@ -48,7 +48,10 @@ uint32_t rec_topk_exact(const struct snap *s, const float *query, uint32_t k, in
 /* Top-k of the popularity list. */
 uint32_t rec_popular(const struct snap *s, uint32_t k, int64_t exclude, struct rec_item *out);
 
-/* Inner product of two rows of `stride` floats (a multiple of 16). */
+/* Which scan kernel this CPU runs ("avx2+fma" or "sse"). */
+const char *rec_kernel_name(void);
+/* Inner product of two rows of `stride` floats (a multiple of 16); `b`
+ * must be 64-byte aligned like every snapshot row. */
 float rec_dot(const float *a, const float *b, uint32_t stride);
 
 #endif

@@ -217,7 +217,7 @@ static void test_limits(void)
 	CHECK(json_parse("1", 1, toks, 1, &jerr) == 1);
 
 	/* Depth: 64 nested arrays pass, 65 fail with -E2BIG. */
-	char b[200];
+	char b[512];
 	for (int d = 63; d <= 66; d++) {
 		memset(b, '[', (size_t)d);
 		memset(b + d, ']', (size_t)d);
