@@ -4,7 +4,8 @@
  * Same params (seed included) => byte-identical output on every machine:
  * the generator uses its own PRNG (splitmix64/xoshiro256**) and no libm
  * function whose result may vary between libc versions in a way that
- * matters (only sqrt/log/cos, IEEE-exact or tolerated).
+ * matters (sqrt is IEEE-exact; log/exp/pow/sin/cos are glibc's < 1 ulp
+ * implementations, tolerated).
  *
  * Model: categories have Zipf-distributed sizes; each category has a unit
  * centroid vector; an item embedding is its category centroid plus noise;

@@ -40,7 +40,14 @@ def tearDownModule():
         DATA.cleanup()
 
 
-class Recommendations(unittest.TestCase):
+class Base(unittest.TestCase):
+    def conn(self, port, **kw):
+        c = Conn(port, **kw)
+        self.addCleanup(c.close)
+        return c
+
+
+class Recommendations(Base):
     def setUp(self):
         self.c = Conn(DAEMON.port)
 
@@ -158,9 +165,9 @@ class Recommendations(unittest.TestCase):
         self.assertEqual(json.loads(raw)["error"], "length_required")
 
 
-class Protocol(unittest.TestCase):
+class Protocol(Base):
     def test_health_ready_metrics(self):
-        c = Conn(DAEMON.port)
+        c = self.conn(DAEMON.port)
         self.assertEqual(c.get_json("/health"), (200, {"status": "ok"}))
         status, body = c.get_json("/ready")
         self.assertEqual(status, 200)
@@ -182,7 +189,7 @@ class Protocol(unittest.TestCase):
         c.close()
 
     def test_method_and_path_errors(self):
-        c = Conn(DAEMON.port)
+        c = self.conn(DAEMON.port)
         status, headers, raw = c.request("DELETE", "/v1/recommendations")
         self.assertEqual(status, 405)
         self.assertEqual(headers["allow"], "GET, POST")
@@ -195,7 +202,7 @@ class Protocol(unittest.TestCase):
         c.close()
 
     def malformed(self, raw, code):
-        c = Conn(DAEMON.port)
+        c = self.conn(DAEMON.port)
         c.send(raw)
         status, headers, body = c.read_response()
         self.assertEqual(status, code, raw[:80])
@@ -220,7 +227,7 @@ class Protocol(unittest.TestCase):
         self.malformed(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400)
 
     def test_keep_alive_and_pipelining(self):
-        c = Conn(DAEMON.port)
+        c = self.conn(DAEMON.port)
         for _ in range(20):
             self.assertEqual(c.get_json("/health")[0], 200)
         uid = DATA.user_ids[1]
@@ -239,7 +246,7 @@ class Protocol(unittest.TestCase):
         c.close()
 
     def test_request_split_across_writes(self):
-        c = Conn(DAEMON.port)
+        c = self.conn(DAEMON.port)
         body = json.dumps({"user_id": DATA.user_ids[2], "n": 4}).encode()
         raw = (b"POST /v1/recommendations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\n\r\n" % len(body)) + body
@@ -252,14 +259,14 @@ class Protocol(unittest.TestCase):
         c.close()
 
     def test_connection_close_honoured(self):
-        c = Conn(DAEMON.port)
+        c = self.conn(DAEMON.port)
         status, headers, _ = c.request("GET", "/health", headers={"Connection": "close"})
         self.assertEqual(status, 200)
         self.assertEqual(headers["connection"], "close")
         self.assertTrue(c.closed_by_peer())
         c.close()
         # HTTP/1.0 closes by default
-        c = Conn(DAEMON.port)
+        c = self.conn(DAEMON.port)
         c.send(b"GET /health HTTP/1.0\r\n\r\n")
         status, headers, _ = c.read_response()
         self.assertEqual(status, 200)
@@ -267,7 +274,7 @@ class Protocol(unittest.TestCase):
         c.close()
 
     def test_admin_listener(self):
-        c = Conn(DAEMON.admin_port)
+        c = self.conn(DAEMON.admin_port)
         status, body = c.get_json("/admin/status")
         self.assertEqual(status, 200)
         self.assertEqual(body["snapshot"]["items"], 3000)
@@ -277,21 +284,21 @@ class Protocol(unittest.TestCase):
         # recommendations are not served on the admin listener, status not on the main one
         self.assertEqual(c.get_json("/v1/recommendations?n=1")[0], 404)
         c.close()
-        c = Conn(DAEMON.port)
+        c = self.conn(DAEMON.port)
         self.assertEqual(c.get_json("/admin/status")[0], 404)
         c.close()
 
 
-class Lifecycle(unittest.TestCase):
+class Lifecycle(Base):
     """Each test starts a daemon of its own with the settings it needs."""
 
     def test_connection_cap_refuses_cleanly(self):
         d = Daemon(DATA.snapshot, "--max-connections", "2")
         try:
-            a, b = Conn(d.port), Conn(d.port)
+            a, b = self.conn(d.port), self.conn(d.port)
             self.assertEqual(a.get_json("/health")[0], 200)
             self.assertEqual(b.get_json("/health")[0], 200)
-            c = Conn(d.port)
+            c = self.conn(d.port)
             status, headers, body = c.read_response()
             self.assertEqual(status, 503)
             self.assertEqual(json.loads(body)["error"], "overloaded")
@@ -299,7 +306,7 @@ class Lifecycle(unittest.TestCase):
             self.assertTrue(c.closed_by_peer())
             a.close()
             time.sleep(0.2)
-            e = Conn(d.port)
+            e = self.conn(d.port)
             self.assertEqual(e.get_json("/health")[0], 200)
             e.close()
             b.close()
@@ -309,9 +316,9 @@ class Lifecycle(unittest.TestCase):
     def test_idle_and_header_timeouts(self):
         d = Daemon(DATA.snapshot, "--idle-timeout-ms", "300", "--header-timeout-ms", "300")
         try:
-            idle = Conn(d.port)
+            idle = self.conn(d.port)
             self.assertEqual(idle.get_json("/health")[0], 200)
-            slow = Conn(d.port)
+            slow = self.conn(d.port)
             slow.send(b"GET /health HTTP/1.1\r\nHo")
             self.assertTrue(idle.closed_by_peer(wait=3))
             status, _, body = slow.read_response()
@@ -324,9 +331,9 @@ class Lifecycle(unittest.TestCase):
     def test_sigterm_drains_in_flight_and_exits_zero(self):
         d = Daemon(DATA.snapshot)
         try:
-            idle = Conn(d.port)
+            idle = self.conn(d.port)
             self.assertEqual(idle.get_json("/health")[0], 200)
-            busy = Conn(d.port)
+            busy = self.conn(d.port)
             # a request whose head is complete but whose body is still coming
             body = json.dumps({"user_id": DATA.user_ids[0], "n": 5}).encode()
             busy.send(b"POST /v1/recommendations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
