@@ -1,8 +1,9 @@
-/* main.c: the recd daemon: configuration, snapshot, listeners, signals.
+/* main.c: the recd daemon: configuration, start-up and shutdown.
  *
- * The main thread is the control thread: it loads the snapshot, starts
- * the io_uring workers, tells systemd when it is ready and then waits for
- * signals (SIGTERM/SIGINT: drain and exit 0).
+ * The main thread becomes the control thread (ctl.c) once the workers
+ * run: it loads the snapshot, starts the io_uring workers, tells systemd
+ * when it is ready, serves reloads, and on SIGTERM/SIGINT drains the
+ * workers and exits 0.
  */
 #include <errno.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include "core/cfg.h"
 #include "core/log.h"
 #include "core/srv.h"
+#include "ctl/ctl.h"
 #include "gen/gen.h"
 #include "metrics/metrics.h"
 #include "net/net.h"
@@ -123,15 +125,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "recd: no snapshot configured: set `snapshot = PATH` or run with --demo\n");
 		return 2;
 	}
-	struct snap *s;
-	if (snap_open(srv.cfg.snapshot, &s, err, sizeof(err))) {
-		log_error("snapshot_refused", "path=%s err=\"%s\"", srv.cfg.snapshot, err);
+	if (ctl_load_initial(&srv, err, sizeof(err))) {
+		log_error("startup_failed", "path=%s err=\"snapshot refused: %s\"", srv.cfg.snapshot, err);
 		return 1;
 	}
-	snap_warm(s);
-	srv_publish_snapshot(&srv, s);
-	log_info("snapshot_loaded", "path=%s model=%s items=%u users=%u dim=%u bytes=%zu", s->path,
-		 s->hdr->model_version, s->n_items, s->n_users, s->dim, s->size);
+	struct snap *s = srv_snapshot(&srv);
 
 	if (metrics_init(srv.n_workers)) {
 		log_error("startup_failed", "err=\"out of memory for metrics\"");
@@ -144,6 +142,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
 	sigaddset(&sigs, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
@@ -159,21 +158,14 @@ int main(int argc, char **argv)
 	sd_notifyf(0, "READY=1\nSTATUS=serving %s@%llu (%u items) on %s", s->hdr->model_version,
 		   (unsigned long long)s->generation, s->n_items, srv.bound_addr);
 
-	for (;;) {
-		siginfo_t si;
-		int sig = sigwaitinfo(&sigs, &si);
-		if (sig == SIGTERM || sig == SIGINT)
-			break;
-		if (sig == SIGHUP)
-			log_warn("reload_unsupported", "detail=\"snapshot and policy reload arrive with the arena and Lua work\"");
-	}
+	ctl_run(&srv);
 
 	log_info("draining", "timeout_ms=%lld", (long long)srv.cfg.drain_timeout_ms);
 	sd_notify(0, "STOPPING=1\nSTATUS=draining");
 	ck_pr_store_int(&srv.stopping, 1);
 	net_begin_drain(ns);
 	net_stop(ns);
-	snap_close(srv_snapshot(&srv));
+	ctl_shutdown(&srv);
 	metrics_shutdown();
 	log_info("stopped", "uptime_ms=%llu", (unsigned long long)(now_wall_ms() - srv.start_time_ms));
 	return 0;

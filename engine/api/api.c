@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/api.h"
+#include "ctl/ctl.h"
 #include "recd_build.h"
 
 /* Everything a recommendation request says, whichever way it came in. */
@@ -467,6 +468,64 @@ static int api_admin_status(struct api_worker *w, bool close, struct buf *out)
 	return 200;
 }
 
+/* POST /admin/reload?what=snapshot|policies|all: the control thread does
+ * the work; this admin worker waits for its answer (admin traffic only). */
+static int api_admin_reload(struct api_worker *w, const struct http_request *req, bool close, struct buf *out)
+{
+	char what_s[16];
+	unsigned what = CTL_RELOAD_ALL;
+	int r = http_query_get(req->query, "what", what_s, sizeof(what_s));
+	if (r >= 0) {
+		if (!strcmp(what_s, "snapshot"))
+			what = CTL_RELOAD_SNAPSHOT;
+		else if (!strcmp(what_s, "policies"))
+			what = CTL_RELOAD_POLICIES;
+		else if (strcmp(what_s, "all"))
+			r = -EINVAL;
+	}
+	if (r < 0 && r != -ENOENT)
+		return api_fail(out, close, 400, "bad_request", "what must be snapshot, policies or all");
+	struct ctl_reload_result res;
+	r = ctl_request_reload(w->srv, what, &res);
+	if (r)
+		return api_fail(out, close, 503, "unavailable", "the control thread did not answer (%s)",
+				r == -ETIMEDOUT ? "timeout" : "shutting down");
+	struct buf *b = &w->body;
+	buf_reset(b);
+	if (res.status == CTL_REFUSED) {
+		buf_puts_lit(b, "{\"error\":\"snapshot_refused\",\"detail\":");
+		buf_put_json_str(b, res.error, strlen(res.error));
+		buf_printf(b, ",\"generation\":%llu}\n", (unsigned long long)res.generation);
+		api_write(out, 422, JSON_CT, b, close, NULL);
+		return 422;
+	}
+	buf_printf(b, "{\"snapshot\":{\"status\":\"%s\",\"generation\":%llu,\"model_version\":",
+		   res.status == CTL_RELOADED ? "reloaded" : "unchanged", (unsigned long long)res.generation);
+	buf_put_json_str(b, res.model_version, strlen(res.model_version));
+	buf_puts_lit(b, "}}\n");
+	api_write(out, 200, JSON_CT, b, close, NULL);
+	return 200;
+}
+
+/* POST /admin/debug/stall?worker=N&ms=M (debug_endpoints only): make a
+ * worker stop turning for M ms, to test the systemd watchdog. */
+static int api_admin_stall(struct api_worker *w, const struct http_request *req, bool close, struct buf *out)
+{
+	char tmp[24];
+	int64_t worker = -1, ms = -1;
+	if (http_query_get(req->query, "worker", tmp, sizeof(tmp)) < 0 || !parse_int(tmp, &worker) ||
+	    http_query_get(req->query, "ms", tmp, sizeof(tmp)) < 0 || !parse_int(tmp, &ms) || worker < 0 ||
+	    worker >= (int64_t)w->srv->n_threads || ms < 1 || ms > 600000)
+		return api_fail(out, close, 400, "bad_request", "worker must be 0..%u and ms 1..600000",
+				w->srv->n_threads - 1);
+	ck_pr_store_64(&w->srv->slots[worker].stall_ms, (uint64_t)ms);
+	struct buf *b = &w->body;
+	buf_reset(b);
+	buf_printf(b, "{\"stalled\":%lld,\"ms\":%lld}\n", (long long)worker, (long long)ms);
+	api_write(out, 200, JSON_CT, b, close, NULL);
+	return 200;
+}
+
 /* Constant-time compare so the token cannot be guessed byte by byte. */
 static bool token_matches(const struct http_request *req, const char *token)
 {
@@ -506,6 +565,16 @@ int api_handle(struct api_worker *w, const struct http_request *req, bool closin
 		if (STR_EQ(path, "/admin/status")) {
 			*ep = MEP_ADMIN;
 			return get ? api_admin_status(w, close, out) : method_not_allowed(out, close, "GET");
+		}
+		if (STR_EQ(path, "/admin/reload")) {
+			*ep = MEP_ADMIN;
+			return req->method == HTTP_M_POST ? api_admin_reload(w, req, close, out)
+							  : method_not_allowed(out, close, "POST");
+		}
+		if (STR_EQ(path, "/admin/debug/stall") && w->srv->cfg.debug_endpoints) {
+			*ep = MEP_ADMIN;
+			return req->method == HTTP_M_POST ? api_admin_stall(w, req, close, out)
+							  : method_not_allowed(out, close, "POST");
 		}
 	} else if (STR_EQ(path, "/v1/recommendations")) {
 		*ep = MEP_RECOMMENDATIONS;

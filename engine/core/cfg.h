@@ -28,6 +28,7 @@ struct recd_config {
 	char admin_token[128];     /* bearer token; required unless admin is loopback/unix */
 	int64_t workers;           /* 0 = one per online CPU */
 	char snapshot[PATH_MAX];   /* snapshot file to serve */
+	bool snapshot_watch;       /* reload when the file is replaced */
 	char plugins_dir[PATH_MAX];
 	char state_dir[PATH_MAX];
 	int64_t max_connections;   /* whole process; refused with 503 beyond */
@@ -42,6 +43,7 @@ struct recd_config {
 	int64_t default_n;
 	int64_t max_n;
 	char log_level[16];
+	bool debug_endpoints;      /* test-only admin endpoints */
 	bool demo;                 /* generate and serve the embedded demo data */
 	int64_t demo_items;
 	int64_t demo_users;

@@ -1,21 +1,47 @@
 /* srv.h: the process-wide state every thread shares: the configuration,
  * the snapshot being served, readiness and a few process counters.
  *
- * Theory of operation for the snapshot pointer: the control thread is the
- * only writer. Workers read `snapshot` once per request with ck_pr_load_ptr
- * and use that one snapshot for the whole request, so a response never
- * mixes two snapshots. A published snapshot is immutable. Replacing it
- * (the arena issue) swaps the pointer with ck_pr_store_ptr after a fence
- * and frees the old one only after every worker has passed a quiescent
- * point (ck_epoch); until then a worker may still hold it.
+ * Theory of operation for the snapshot pointer (RCU with ck_epoch):
+ *  - writer: only the control thread (ctl.c) publishes. It builds and
+ *    validates a new struct snap completely, then stores the pointer with
+ *    a store fence before it (srv_publish_snapshot), so a reader that sees
+ *    the new pointer sees a finished snapshot.
+ *  - readers: each worker thread holds an epoch record and is inside an
+ *    epoch section for one turn of its event loop (from the return of
+ *    io_uring_enter to the next call). Within a request it loads the
+ *    pointer once (srv_snapshot) and uses only that snapshot, so a
+ *    response never mixes two.
+ *  - reclamation: the control thread hands the old snapshot to
+ *    ck_epoch_call and polls; ck_epoch runs the unmap only after every
+ *    record has been seen outside a section that could have loaded the old
+ *    pointer. A worker waiting in io_uring_enter is outside any section,
+ *    so an idle worker never delays reclamation, and a busy one delays it
+ *    by one loop turn at most. No reader ever blocks or takes a lock.
  */
 #ifndef RECD_SRV_H
 #define RECD_SRV_H
 
+#include <ck_epoch.h>
 #include <ck_pr.h>
+#include <sys/types.h>
 #include "core/cfg.h"
 #include "core/common.h"
 #include "snap/snap.h"
+
+/* Per-thread slots the control thread reads (watchdog) or writes (debug). */
+struct srv_thread_slot {
+	uint64_t turns;     /* event-loop turns, written by the worker */
+	uint64_t stall_ms;  /* debug: sleep this long at the next turn */
+} cacheline_aligned;
+
+/* Identity of the snapshot file that is being served, to tell a changed
+ * file from an unchanged one. */
+struct srv_file_id {
+	dev_t dev;
+	ino_t ino;
+	int64_t mtime_ns;
+	int64_t size;
+};
 
 struct recd_server {
 	struct recd_config cfg;
@@ -27,6 +53,10 @@ struct recd_server {
 	uint32_t n_workers;             /* request workers (admin excluded) */
 	uint64_t conn_open;             /* ck_pr_faa_64 on accept / close */
 	int stopping;                   /* ck_pr: set once on SIGTERM */
+	ck_epoch_t epoch;               /* readers: workers; reclaimer: control */
+	struct srv_file_id snapshot_file;
+	struct srv_thread_slot *slots;  /* n_threads, allocated by net_start */
+	uint32_t n_threads;             /* workers + admin worker */
 	char bound_addr[128];           /* main listener as bound (port resolved) */
 	char bound_admin[128];
 };

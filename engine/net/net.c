@@ -31,6 +31,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 #include "api/api.h"
 #include "core/log.h"
@@ -98,6 +100,8 @@ struct net_worker {
 	struct api_worker api;
 	struct metrics_worker *metrics;
 	struct http_request req;     /* parse scratch: large, so not on the stack */
+	ck_epoch_record_t epoch_rec; /* reader of the snapshot pointer */
+	struct srv_thread_slot *slot;
 	struct net_conn *live;       /* every connection not yet freed */
 	uint32_t n_live;
 	struct net_conn *free_list;
@@ -673,6 +677,7 @@ static int worker_setup(struct net_worker *w)
 		io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * NET_RECV_BUF_SIZE, NET_RECV_BUF_SIZE, i,
 				      io_uring_buf_ring_mask(NET_RECV_BUFS), i);
 	io_uring_buf_ring_advance(w->br, NET_RECV_BUFS);
+	ck_epoch_register(&w->srv->epoch, &w->epoch_rec, NULL);
 	r = api_worker_init(&w->api, w->srv, w->idx, w->admin);
 	if (r) {
 		snprintf(w->start_msg, sizeof(w->start_msg), "out of memory for worker scratch");
@@ -707,6 +712,18 @@ static void worker_teardown(struct net_worker *w)
 	free(w->bufs);
 	api_worker_free(&w->api);
 	api_thread_exit();
+	if (w->epoch_rec.global)
+		ck_epoch_unregister(&w->epoch_rec);
+}
+
+/* Test hook (debug_endpoints): the admin API asks a worker to stop
+ * turning for a while, so the watchdog can be seen withholding pings. */
+static __cold void debug_stall(struct net_worker *w)
+{
+	uint64_t ms = ck_pr_fas_64(&w->slot->stall_ms, 0);
+	log_warn("debug_stall", "worker=%u ms=%llu", w->idx, (unsigned long long)ms);
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000l };
+	nanosleep(&ts, NULL);
 }
 
 static void *worker_main(void *arg)
@@ -725,11 +742,17 @@ static void *worker_main(void *arg)
 		begin_drain(w);
 
 	while (!(w->draining && w->n_live == 0)) {
+		/* Waiting in the kernel happens outside any epoch section, so an
+		 * idle worker never holds back the reclamation of a snapshot. */
 		int r = io_uring_submit_and_wait(&w->ring, 1);
 		if (r < 0 && r != -EINTR && r != -ETIME && r != -EBUSY) {
 			log_error("ring_failed", "worker=%u err=\"%s\"", w->idx, strerror(-r));
 			break;
 		}
+		ck_pr_store_64(&w->slot->turns, w->slot->turns + 1);
+		if (unlikely(ck_pr_load_64(&w->slot->stall_ms)))
+			debug_stall(w);
+		ck_epoch_begin(&w->epoch_rec, NULL);
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
 		io_uring_for_each_cqe(&w->ring, head, cqe) {
@@ -737,6 +760,7 @@ static void *worker_main(void *arg)
 			seen++;
 		}
 		io_uring_cq_advance(&w->ring, seen);
+		ck_epoch_end(&w->epoch_rec, NULL);
 	}
 	worker_teardown(w);
 	return NULL;
@@ -788,6 +812,49 @@ static int bind_group(struct net_worker *ws, uint32_t count, const char *addr, c
 	return 0;
 }
 
+/* Socket activation: systemd passes listening sockets named by the units'
+ * FileDescriptorName= ("main", "admin"); a single unnamed one is the main
+ * listener. Taking them instead of binding lets a restart keep the port
+ * open: connections queue in the kernel meanwhile. */
+static void activated_sockets(int *main_fd, int *admin_fd)
+{
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names);
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+			log_warn("activation_ignored", "fd=%d detail=\"not a listening stream socket\"", fd);
+			continue;
+		}
+		const char *name = names ? names[i] : "";
+		if (!strcmp(name, "admin"))
+			*admin_fd = fd;
+		else if (!strcmp(name, "main") || n == 1)
+			*main_fd = fd;
+		else
+			log_warn("activation_ignored", "fd=%d name=%s", fd, name);
+	}
+	if (names) {
+		for (int i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+	}
+}
+
+/* Use one inherited listening socket for `count` workers. */
+static void adopt_group(struct net_worker *ws, uint32_t count, int fd, char *bound, size_t boundlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	for (uint32_t i = 0; i < count; i++) {
+		ws[i].listen_fd = fd;
+		ws[i].owns_listen_fd = i == 0;
+	}
+	getsockname(fd, (struct sockaddr *)&ss, &len);
+	net_format_addr(&ss, len, bound, boundlen);
+	log_info("socket_activated", "addr=%s fd=%d", bound, fd);
+}
+
 int net_start(struct recd_server *srv, struct net_server **out, char *err, size_t errlen)
 {
 	const struct recd_config *cfg = &srv->cfg;
@@ -798,11 +865,21 @@ int net_start(struct recd_server *srv, struct net_server **out, char *err, size_
 		return -ENOMEM;
 	ns->srv = srv;
 	ns->n = srv->n_workers + (admin ? 1 : 0);
-	ns->workers = calloc(ns->n, sizeof(*ns->workers));
-	if (!ns->workers) {
+	/* Aligned: a worker embeds cache-line-aligned epoch records. */
+	size_t wsize = ((ns->n * sizeof(*ns->workers)) + CACHELINE - 1) & ~(size_t)(CACHELINE - 1);
+	size_t ssize = ns->n * sizeof(*srv->slots);
+	ns->workers = aligned_alloc(CACHELINE, wsize);
+	srv->slots = aligned_alloc(CACHELINE, ssize);
+	if (!ns->workers || !srv->slots) {
+		free(ns->workers);
+		free(srv->slots);
+		srv->slots = NULL;
 		free(ns);
 		return -ENOMEM;
 	}
+	memset(ns->workers, 0, wsize);
+	memset(srv->slots, 0, ssize);
+	srv->n_threads = ns->n;
 	struct http_limits lim = {
 		.max_request_line = (uint32_t)cfg->max_request_line,
 		.max_headers = (uint32_t)cfg->max_headers,
@@ -818,6 +895,7 @@ int net_start(struct recd_server *srv, struct net_server **out, char *err, size_
 		w->listen_fd = -1;
 		w->limits = lim;
 		w->metrics = metrics_worker(i);
+		w->slot = &srv->slots[i];
 		w->tick.tv_sec = 0;
 		w->tick.tv_nsec = (long long)NET_TICK_NS;
 		w->wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -826,11 +904,21 @@ int net_start(struct recd_server *srv, struct net_server **out, char *err, size_
 			goto fail;
 		}
 	}
-	r = bind_group(ns->workers, srv->n_workers, cfg->listen, srv->bound_addr, sizeof(srv->bound_addr),
-			   err, errlen);
-	if (!r && admin)
-		r = bind_group(&ns->workers[srv->n_workers], 1, cfg->admin_listen, srv->bound_admin,
-			       sizeof(srv->bound_admin), err, errlen);
+	int act_main = -1, act_admin = -1;
+	activated_sockets(&act_main, &act_admin);
+	if (act_main >= 0)
+		adopt_group(ns->workers, srv->n_workers, act_main, srv->bound_addr, sizeof(srv->bound_addr));
+	else
+		r = bind_group(ns->workers, srv->n_workers, cfg->listen, srv->bound_addr,
+			       sizeof(srv->bound_addr), err, errlen);
+	if (!r && admin) {
+		struct net_worker *aw = &ns->workers[srv->n_workers];
+		if (act_admin >= 0)
+			adopt_group(aw, 1, act_admin, srv->bound_admin, sizeof(srv->bound_admin));
+		else
+			r = bind_group(aw, 1, cfg->admin_listen, srv->bound_admin, sizeof(srv->bound_admin), err,
+				       errlen);
+	}
 	if (r)
 		goto fail;
 
@@ -864,6 +952,8 @@ int net_start(struct recd_server *srv, struct net_server **out, char *err, size_
 fail:
 	close_listeners(ns);
 	free(ns->workers);
+	free(srv->slots);
+	srv->slots = NULL;
 	free(ns);
 	return r ? r : -EINVAL;
 }
@@ -882,5 +972,7 @@ void net_stop(struct net_server *ns)
 		pthread_join(ns->workers[i].thread, NULL);
 	close_listeners(ns);
 	free(ns->workers);
+	free(ns->srv->slots);
+	ns->srv->slots = NULL;
 	free(ns);
 }

@@ -1,0 +1,357 @@
+/* ctl.c: the control thread (see ctl.h; core/srv.h has the RCU theory). */
+#include <errno.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+#include "core/log.h"
+#include "ctl/ctl.h"
+
+#define CTL_TURN_MS 100            /* control loop period */
+#define CTL_WATCH_DEBOUNCE_MS 200  /* file events settle before a reload */
+#define CTL_REQUEST_TIMEOUT_S 60
+
+struct ctl_retired {
+	ck_epoch_entry_t entry;    /* first member: the callback casts back */
+	struct snap *snap;
+};
+
+static struct {
+	struct recd_server *srv;
+	pthread_t thread;
+	bool running;
+	ck_epoch_record_t record;  /* the control thread's, for ck_epoch_call */
+	bool registered;
+	uint32_t retired_pending;
+
+	pthread_mutex_t mu;        /* guards the request fields below */
+	pthread_cond_t cv;
+	unsigned req_what;
+	uint64_t req_seq, done_seq;
+	struct ctl_reload_result req_result;
+
+	int inotify_fd;
+	char watch_name[256];
+	uint64_t reload_due_ns;    /* 0 = no file-triggered reload pending */
+} ctl = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .inotify_fd = -1 };
+
+static void retired_free(ck_epoch_entry_t *e)
+{
+	struct ctl_retired *r = (struct ctl_retired *)e;
+	log_info("snapshot_unmapped", "generation=%llu", (unsigned long long)r->snap->generation);
+	snap_close(r->snap);
+	free(r);
+	ctl.retired_pending--;
+}
+
+static void file_id_of(const struct stat *st, struct srv_file_id *id)
+{
+	id->dev = st->st_dev;
+	id->ino = st->st_ino;
+	id->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000ll + st->st_mtim.tv_nsec;
+	id->size = st->st_size;
+}
+
+static void result_serving(const struct recd_server *srv, struct ctl_reload_result *res)
+{
+	const struct snap *s = srv->snapshot;
+	res->generation = s ? s->generation : 0;
+	snprintf(res->model_version, sizeof(res->model_version), "%s", s ? s->hdr->model_version : "");
+}
+
+/* Load, validate, publish; retire the old snapshot. Control thread only. */
+static void reload_snapshot(struct recd_server *srv, struct ctl_reload_result *res)
+{
+	const char *path = srv->cfg.snapshot;
+	struct stat st;
+	struct srv_file_id id;
+	struct snap *s, *old = srv->snapshot;
+	uint64_t t0 = now_ns();
+
+	res->error[0] = 0;
+	if (!path[0]) {
+		res->status = CTL_UNCHANGED;
+		result_serving(srv, res);
+		return;
+	}
+	if (stat(path, &st)) {
+		snprintf(res->error, sizeof(res->error), "%.300s: %s", path, strerror(errno));
+		goto refused;
+	}
+	file_id_of(&st, &id);
+	if (old && !memcmp(&id, &srv->snapshot_file, sizeof(id))) {
+		res->status = CTL_UNCHANGED;
+		result_serving(srv, res);
+		return;
+	}
+	if (snap_open(path, &s, res->error, sizeof(res->error)))
+		goto refused;
+	if (old && s->dim != old->dim) {
+		snprintf(res->error, sizeof(res->error),
+			 "dimension %u differs from the serving snapshot's %u (restart to change it)", s->dim,
+			 old->dim);
+		snap_close(s);
+		goto refused;
+	}
+	/* Validation read every byte, so the pages are resident; WILLNEED
+	 * keeps the kernel from dropping the embeddings first. */
+	snap_warm(s);
+	srv_publish_snapshot(srv, s);
+	srv->snapshot_file = id;
+	log_info("snapshot_published", "path=%s model=%s generation=%llu items=%u users=%u took_ms=%.1f", path,
+		 s->hdr->model_version, (unsigned long long)s->generation, s->n_items, s->n_users,
+		 (double)(now_ns() - t0) / 1e6);
+	if (old) {
+		struct ctl_retired *r = malloc(sizeof(*r));
+		if (!r) {
+			/* Leaking the old mapping beats unmapping under a reader. */
+			log_error("snapshot_retire_failed", "generation=%llu err=\"out of memory\"",
+				  (unsigned long long)old->generation);
+		} else {
+			r->snap = old;
+			ctl.retired_pending++;
+			ck_epoch_call(&ctl.record, &r->entry, retired_free);
+		}
+	}
+	res->status = CTL_RELOADED;
+	result_serving(srv, res);
+	return;
+refused:
+	ck_pr_store_64(&srv->snapshot_load_failures, srv->snapshot_load_failures + 1);
+	log_error("snapshot_refused", "path=%s err=\"%s\" serving_generation=%llu", path, res->error,
+		  (unsigned long long)(old ? old->generation : 0));
+	res->status = CTL_REFUSED;
+	result_serving(srv, res);
+}
+
+int ctl_load_initial(struct recd_server *srv, char *err, size_t errlen)
+{
+	struct ctl_reload_result res;
+	ctl.srv = srv;
+	ck_epoch_init(&srv->epoch);
+	ck_epoch_register(&srv->epoch, &ctl.record, NULL);
+	ctl.registered = true;
+	reload_snapshot(srv, &res);
+	if (res.status == CTL_REFUSED) {
+		snprintf(err, errlen, "%s", res.error);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void notify_status(const struct recd_server *srv)
+{
+	const struct snap *s = srv->snapshot;
+	sd_notifyf(0, "STATUS=serving %s@%llu (%u items, %u users) on %s; %u workers, %llu connections",
+		   s ? s->hdr->model_version : "-", (unsigned long long)(s ? s->generation : 0),
+		   s ? s->n_items : 0, s ? s->n_users : 0, srv->bound_addr, srv->n_workers,
+		   (unsigned long long)ck_pr_load_64(&srv->conn_open));
+}
+
+static void do_reload(struct recd_server *srv, unsigned what, const char *source, struct ctl_reload_result *res)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading (%s)",
+		   (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000, source);
+	log_info("reload", "source=%s what=%s", source,
+		 what == CTL_RELOAD_ALL ? "all" : what == CTL_RELOAD_SNAPSHOT ? "snapshot" : "policies");
+	res->status = CTL_UNCHANGED;
+	result_serving(srv, res);
+	res->error[0] = 0;
+	if (what & CTL_RELOAD_SNAPSHOT)
+		reload_snapshot(srv, res);
+	sd_notify(0, "READY=1");
+	notify_status(srv);
+}
+
+int ctl_request_reload(struct recd_server *srv, unsigned what, struct ctl_reload_result *res)
+{
+	pthread_mutex_lock(&ctl.mu);
+	if (!ctl.running) {
+		pthread_mutex_unlock(&ctl.mu);
+		return -ESRCH;
+	}
+	uint64_t my = ++ctl.req_seq;
+	ctl.req_what |= what;
+	pthread_kill(ctl.thread, SIGUSR1);
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += CTL_REQUEST_TIMEOUT_S;
+	int r = 0;
+	while (ctl.done_seq < my && ctl.running && r == 0)
+		r = pthread_cond_timedwait(&ctl.cv, &ctl.mu, &deadline);
+	bool done = ctl.done_seq >= my;
+	if (done)
+		*res = ctl.req_result;
+	pthread_mutex_unlock(&ctl.mu);
+	(void)srv;
+	return done ? 0 : r ? -ETIMEDOUT : -ESRCH;
+}
+
+static void serve_requests(struct recd_server *srv)
+{
+	pthread_mutex_lock(&ctl.mu);
+	uint64_t upto = ctl.req_seq;
+	unsigned what = ctl.req_what;
+	ctl.req_what = 0;
+	pthread_mutex_unlock(&ctl.mu);
+	if (!what)
+		return;
+	/* Requests that arrive together share one reload and one answer. */
+	struct ctl_reload_result res;
+	do_reload(srv, what, "admin", &res);
+	pthread_mutex_lock(&ctl.mu);
+	ctl.req_result = res;
+	ctl.done_seq = upto;
+	pthread_cond_broadcast(&ctl.cv);
+	pthread_mutex_unlock(&ctl.mu);
+}
+
+static void watch_start(struct recd_server *srv)
+{
+	if (!srv->cfg.snapshot_watch || !srv->cfg.snapshot[0])
+		return;
+	char dir[PATH_MAX], base[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", srv->cfg.snapshot);
+	snprintf(base, sizeof(base), "%s", srv->cfg.snapshot);
+	snprintf(ctl.watch_name, sizeof(ctl.watch_name), "%s", basename(base));
+	ctl.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (ctl.inotify_fd < 0 ||
+	    inotify_add_watch(ctl.inotify_fd, dirname(dir), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+		log_warn("snapshot_watch_failed", "path=%s err=\"%s\"", srv->cfg.snapshot, strerror(errno));
+		if (ctl.inotify_fd >= 0)
+			close(ctl.inotify_fd);
+		ctl.inotify_fd = -1;
+	}
+}
+
+static void watch_poll(void)
+{
+	if (ctl.inotify_fd < 0)
+		return;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	while ((n = read(ctl.inotify_fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			if (ev->len && !strcmp(ev->name, ctl.watch_name))
+				ctl.reload_due_ns = now_ns() + CTL_WATCH_DEBOUNCE_MS * 1000000ull;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+}
+
+/* The watchdog pings systemd only while every worker's loop keeps
+ * turning: each worker's ring has a 250 ms tick, so a worker that does
+ * not advance within half the watchdog period is stuck, and then the
+ * pings stop and systemd restarts the service. */
+static void *watchdog_main(void *arg)
+{
+	struct recd_server *srv = arg;
+	uint64_t usec = 0;
+	if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+		return NULL;
+	uint64_t *prev = calloc(srv->n_threads, sizeof(*prev));
+	if (!prev)
+		return NULL;
+	uint64_t period_ns = usec * 1000 / 2;
+	log_info("watchdog", "interval_ms=%llu", (unsigned long long)(period_ns / 1000000));
+	bool warned = false;
+	while (!ck_pr_load_int(&srv->stopping)) {
+		struct timespec ts = { (time_t)(period_ns / 1000000000ull), (long)(period_ns % 1000000000ull) };
+		nanosleep(&ts, NULL);
+		int stuck = -1;
+		for (uint32_t i = 0; i < srv->n_threads; i++) {
+			uint64_t t = ck_pr_load_64(&srv->slots[i].turns);
+			if (t == prev[i])
+				stuck = (int)i;
+			prev[i] = t;
+		}
+		if (stuck < 0) {
+			sd_notify(0, "WATCHDOG=1");
+			warned = false;
+		} else if (!warned) {
+			log_error("worker_stalled", "worker=%d detail=\"watchdog pings withheld\"", stuck);
+			warned = true;
+		}
+	}
+	free(prev);
+	return NULL;
+}
+
+void ctl_run(struct recd_server *srv)
+{
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+
+	pthread_mutex_lock(&ctl.mu);
+	ctl.thread = pthread_self();
+	ctl.running = true;
+	pthread_mutex_unlock(&ctl.mu);
+
+	pthread_t wd;
+	bool wd_started = pthread_create(&wd, NULL, watchdog_main, srv) == 0;
+	watch_start(srv);
+	notify_status(srv);
+
+	uint64_t last_status = now_ns();
+	for (;;) {
+		struct timespec tmo = { 0, CTL_TURN_MS * 1000000l };
+		siginfo_t si;
+		int sig = sigtimedwait(&sigs, &si, &tmo);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		struct ctl_reload_result res;
+		if (sig == SIGHUP)
+			do_reload(srv, CTL_RELOAD_ALL, "sighup", &res);
+		serve_requests(srv);
+		watch_poll();
+		if (ctl.reload_due_ns && now_ns() >= ctl.reload_due_ns) {
+			ctl.reload_due_ns = 0;
+			do_reload(srv, CTL_RELOAD_SNAPSHOT, "file_change", &res);
+		}
+		if (ctl.retired_pending)
+			ck_epoch_poll(&ctl.record);
+		if (now_ns() - last_status > 5000000000ull) {
+			notify_status(srv);
+			last_status = now_ns();
+		}
+	}
+
+	pthread_mutex_lock(&ctl.mu);
+	ctl.running = false;
+	/* Wake any waiter: it sees running == false and gives up (-ESRCH). */
+	pthread_cond_broadcast(&ctl.cv);
+	pthread_mutex_unlock(&ctl.mu);
+	ck_pr_store_int(&srv->stopping, 1);
+	if (wd_started)
+		pthread_join(wd, NULL);
+	if (ctl.inotify_fd >= 0)
+		close(ctl.inotify_fd);
+	ctl.inotify_fd = -1;
+}
+
+void ctl_shutdown(struct recd_server *srv)
+{
+	/* Workers are gone: nothing can hold a snapshot any more. */
+	if (ctl.registered) {
+		while (ctl.retired_pending)
+			ck_epoch_barrier(&ctl.record);
+		ck_epoch_unregister(&ctl.record);
+		ctl.registered = false;
+	}
+	snap_close(srv->snapshot);
+	srv->snapshot = NULL;
+}

@@ -1,0 +1,52 @@
+/* ctl.h: the control thread: signals, snapshot (re)loads and their RCU
+ * publication, file watching, systemd notifications and the watchdog.
+ *
+ * Everything here runs off the request path. The control thread is the
+ * single writer of the served snapshot pointer (see core/srv.h for why
+ * readers need no locks); other threads ask it for a reload through
+ * ctl_request_reload and wait for the outcome.
+ */
+#ifndef RECD_CTL_H
+#define RECD_CTL_H
+
+#include "core/srv.h"
+
+struct net_server;
+
+enum ctl_reload_what {
+	CTL_RELOAD_SNAPSHOT = 1u << 0,
+	CTL_RELOAD_POLICIES = 1u << 1,
+	CTL_RELOAD_ALL = CTL_RELOAD_SNAPSHOT | CTL_RELOAD_POLICIES,
+};
+
+enum ctl_reload_status {
+	CTL_RELOADED = 0,
+	CTL_UNCHANGED,
+	CTL_REFUSED,
+};
+
+struct ctl_reload_result {
+	enum ctl_reload_status status;
+	uint64_t generation;                        /* serving after the call */
+	char model_version[SNAP_MODEL_VERSION_LEN]; /* serving after the call */
+	char error[384];                            /* why it was refused */
+};
+
+/* Load the configured snapshot before the workers start. 0, or -errno /
+ * -EINVAL with the loader's message (section and problem) in err. */
+int ctl_load_initial(struct recd_server *srv, char *err, size_t errlen);
+
+/* The control loop: returns on SIGTERM/SIGINT. Reloads on SIGHUP (with
+ * RELOADING=1 / READY=1 to systemd), on ctl_request_reload and, when
+ * snapshot_watch is on, when the snapshot file is replaced. Starts the
+ * watchdog thread when systemd asked for one (WATCHDOG_USEC). */
+void ctl_run(struct recd_server *srv);
+
+/* From any thread but the control thread: reload and wait (at most 60 s)
+ * for the result. 0, -ETIMEDOUT, or -ESRCH when no control loop runs. */
+int ctl_request_reload(struct recd_server *srv, unsigned what, struct ctl_reload_result *res);
+
+/* After the workers stopped: free the served and retired snapshots. */
+void ctl_shutdown(struct recd_server *srv);
+
+#endif
