@@ -186,7 +186,7 @@ class Swap(unittest.TestCase):
     def test_sighup_reloads_without_file_watch(self):
         live = os.path.join(self.dir, "hup.recd")
         shutil.copyfile(self.a.snapshot, live)
-        d = Daemon(live, "--snapshot-watch", "false")
+        d = Daemon(live, "--snapshot-watch=false")
         try:
             load = Load(d.port, self.a.user_ids, threads=2)
             try:
