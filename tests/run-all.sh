@@ -13,7 +13,7 @@ failed=0
 run_suite() { # build-dir, meson setup options...
 	dir=$1
 	shift
-	if [ -d "$dir" ]; then
+	if [ -f "$dir/meson-private/build.dat" ]; then
 		meson setup --reconfigure "$dir" "$@" >/dev/null
 	else
 		meson setup "$dir" "$@" >/dev/null

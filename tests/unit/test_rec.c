@@ -88,7 +88,7 @@ int main(void)
 
 	test_dot();
 
-	struct rec_item out[64];
+	struct rec_item out[128];
 	for (int u = 0; u < N_USERS; u++) {
 		enum rec_strategy st;
 		struct rec_query q = { s, u, -1, 25 };
@@ -141,7 +141,7 @@ int main(void)
 	CHECK(out[0].score == 49.0f);
 	uint32_t first = out[0].item, second = out[1].item;
 	CHECK(first == 149);   /* 49 is out of stock, 99 unavailable */
-	uint32_t k = rec_popular(s, 1000, first, out);
+	uint32_t k = rec_popular(s, 128, first, out);   /* more than n_popular (100) */
 	CHECK(k > 0 && k <= s->n_popular);
 	CHECK(out[0].item == second);
 	for (uint32_t i = 0; i < k; i++)
