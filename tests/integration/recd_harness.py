@@ -73,12 +73,14 @@ class Dataset:
 class Daemon:
     """The real recd on 127.0.0.1:0 (main and admin); addresses read from its log."""
 
-    def __init__(self, snapshot, *extra, workers=2):
+    def __init__(self, snapshot, *extra, workers=2, env=None):
         self.stderr_path = tempfile.mktemp(prefix="recd-it-log-")
         self.stderr = open(self.stderr_path, "w+")
         args = [RECD, "--snapshot", snapshot, "--listen", "127.0.0.1:0",
                 "--admin-listen", "127.0.0.1:0", "--workers", str(workers)] + list(extra)
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.stderr)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.stderr, env=full_env)
         deadline = time.time() + 20
         self.port = self.admin_port = None
         while time.time() < deadline:
