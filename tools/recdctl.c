@@ -322,6 +322,7 @@ struct doc {
 	struct json_tok *t;
 };
 
+/* On failure d->t is NULL, so free(d->t) is always right. */
 static int doc_parse(struct doc *d, const char *s, size_t len)
 {
 	uint32_t cap = 256;
@@ -432,6 +433,7 @@ static int cmd_status(const struct ctl *c)
 	struct doc d;
 	if (doc_parse(&d, rsp.body, rsp.body_len) || d.t[0].type != JSON_OBJECT) {
 		fprintf(stderr, "recdctl: /admin/status: not a JSON object\n");
+		free(d.t);
 		free(rsp.data);
 		return EXIT_ERROR;
 	}
@@ -504,6 +506,7 @@ static int cmd_reload(const struct ctl *c, const char *what)
 	if (doc_parse(&d, rsp.body, rsp.body_len) || d.t[0].type != JSON_OBJECT) {
 		rc = ok ? (fprintf(stderr, "recdctl: reload: answer is not a JSON object\n"), EXIT_ERROR)
 			: report_http_error(&rsp);
+		free(d.t);
 		free(rsp.data);
 		return rc;
 	}

@@ -581,3 +581,17 @@ int64_t snap_user_find(const struct snap *s, const char *id, size_t len)
 {
 	return hindex_find(&s->user_index, &s->user_ids, id, len);
 }
+
+int64_t snap_item_find_key(const struct snap *s, uint64_t key)
+{
+	const struct snap_hindex *ix = &s->item_index;
+	if (!ix->slots)
+		return -1;
+	for (uint64_t p = key & ix->mask;; p = (p + 1) & ix->mask) {
+		const struct snap_hash_slot *sl = &ix->slots[p];
+		if (sl->index == SNAP_EMPTY_SLOT)
+			return -1;
+		if (sl->hash == key)
+			return sl->index;
+	}
+}

@@ -64,6 +64,9 @@ const char *snap_section_name(uint32_t id);
  * comparing the stored id. */
 int64_t snap_item_find(const struct snap *s, const char *id, size_t len);
 int64_t snap_user_find(const struct snap *s, const char *id, size_t len);
+/* Lookup by the id's XXH3-64 (the key live state uses); -1 if absent. Two
+ * ids with the same 64-bit hash are not told apart here. */
+int64_t snap_item_find_key(const struct snap *s, uint64_t key);
 
 static inline struct str snap_strtab_get(const struct snap_strtab *t, uint32_t i)
 {

@@ -21,6 +21,37 @@
  *      = dim rounded up to 16 floats so every row is 64-byte aligned; the
  *      padding floats are 0.
  *  - POPULAR: uint32 item indexes, most popular first, n_popular of them.
+ *
+ * Optional sections (ids 15..22; a file without them loads, and the engine
+ * falls back to the exact scan / the global popular list). A reader older
+ * than these ids refuses a file that has them ("unknown section id").
+ *  - the ANN index (engine/ann/ann.h), all of ANN_PARAMS, ANN_CENTROIDS,
+ *    ANN_LIST_OFFSETS, ANN_LIST_ITEMS and ANN_CODES or none of them;
+ *    ANN_CODE_SCALES exactly when the quantiser is SNAP_ANN_QUANT_VECTOR:
+ *    - ANN_PARAMS: struct snap_ann_params, then float scale[code_dim],
+ *      float offset[code_dim] (per-dimension quantiser; padding 0);
+ *    - ANN_CENTROIDS: float[ceil(nlist/8)][dim][8]: centroids eight to a
+ *      block, transposed (centroid 8b+l, dimension d at [b][d][l]); the
+ *      lanes past nlist are 0;
+ *    - ANN_LIST_OFFSETS: uint32[nlist + 1], list l holds positions
+ *      offsets[l] .. offsets[l+1]; 0 first, monotonic, n_items last;
+ *    - ANN_LIST_ITEMS: uint32[n_items], the item at each position (every
+ *      item exactly once, ascending within a list);
+ *    - ANN_CODES: int8[n_items][code_dim] in position order, code_dim =
+ *      dim rounded up to 32; the residual (vector - its list's centroid)
+ *      quantised: x[d] ~ centroid[d] + offset[d] + scale[d] * code[d]
+ *      (QUANT_DIM) or centroid[d] + vscale * code[d] (QUANT_VECTOR);
+ *      padding bytes 0;
+ *    - ANN_CODE_SCALES: float[n_items] in position order (QUANT_VECTOR).
+ *  - ITEM_NEIGHBORS: struct snap_neighbors_header (k), then struct
+ *    snap_neighbor[n_items][k]: row i lists item i's neighbours best first
+ *    (co-visited items by count, then embedding neighbours by inner
+ *    product); score = inner product of the two embeddings; a row shorter
+ *    than k is padded at its end with item SNAP_EMPTY_SLOT, score 0; never
+ *    the item itself, never twice in a row.
+ *  - CATEGORY_POPULAR: uint32 offsets[n_categories + 1], then uint32 item
+ *    indexes: category c's most popular servable items, best first, at
+ *    items[offsets[c] .. offsets[c+1]); every item in its own category.
  */
 #ifndef RECD_SNAP_FORMAT_H
 #define RECD_SNAP_FORMAT_H
@@ -51,7 +82,15 @@ enum snap_section_id {
 	SNAP_SEC_USER_INDEX = 12,
 	SNAP_SEC_USER_EMB = 13,
 	SNAP_SEC_CATEGORY_NAMES = 14,
-	SNAP_SEC__MAX_ID = 14,
+	SNAP_SEC_ANN_PARAMS = 15,
+	SNAP_SEC_ANN_CENTROIDS = 16,
+	SNAP_SEC_ANN_LIST_OFFSETS = 17,
+	SNAP_SEC_ANN_LIST_ITEMS = 18,
+	SNAP_SEC_ANN_CODES = 19,
+	SNAP_SEC_ANN_CODE_SCALES = 20,
+	SNAP_SEC_ITEM_NEIGHBORS = 21,
+	SNAP_SEC_CATEGORY_POPULAR = 22,
+	SNAP_SEC__MAX_ID = 22,
 };
 
 enum snap_item_flag {
@@ -86,6 +125,35 @@ struct snap_header {
 	struct snap_section_entry sections[SNAP_MAX_SECTIONS];
 };
 
+enum snap_ann_quant {
+	SNAP_ANN_QUANT_DIM = 1,     /* per-dimension scale and offset */
+	SNAP_ANN_QUANT_VECTOR = 2,  /* one scale per vector (ANN_CODE_SCALES) */
+};
+
+#define SNAP_ANN_MAX_LISTS 65536u  /* bounds the per-worker query scratch */
+#define SNAP_ANN_CODE_ALIGN 32u
+
+struct snap_ann_params {
+	uint32_t nlist;        /* 1..min(n_items, SNAP_ANN_MAX_LISTS) */
+	uint32_t code_dim;     /* dim rounded up to SNAP_ANN_CODE_ALIGN */
+	uint32_t quant;        /* enum snap_ann_quant */
+	uint32_t max_list;     /* length of the longest list */
+	uint64_t seed;         /* build parameters, informational */
+	uint32_t train_iters;
+	uint32_t train_sample;
+	uint32_t reserved[8];
+};
+
+struct snap_neighbors_header {
+	uint32_t k;            /* entries per item, >= 1 */
+	uint32_t reserved[15];
+};
+
+struct snap_neighbor {
+	uint32_t item;         /* SNAP_EMPTY_SLOT = padding */
+	float score;
+};
+
 struct snap_hash_slot {
 	uint64_t hash;
 	uint32_t index;
@@ -94,11 +162,20 @@ struct snap_hash_slot {
 
 _Static_assert(sizeof(struct snap_section_entry) == 32, "section entry layout");
 _Static_assert(sizeof(struct snap_hash_slot) == 16, "hash slot layout");
+_Static_assert(sizeof(struct snap_ann_params) == 64, "ann params layout");
+_Static_assert(sizeof(struct snap_neighbors_header) == 64, "neighbours header layout");
+_Static_assert(sizeof(struct snap_neighbor) == 8, "neighbour layout");
+_Static_assert(SNAP_SEC__MAX_ID < 32, "section ids fit the presence bitmask");
 _Static_assert(sizeof(struct snap_header) % SNAP_ALIGN == 0, "header keeps sections aligned");
 
 static inline uint32_t snap_stride_for_dim(uint32_t dim)
 {
 	return (dim + 15u) & ~15u;
+}
+
+static inline uint32_t snap_code_dim_for_dim(uint32_t dim)
+{
+	return (dim + SNAP_ANN_CODE_ALIGN - 1) & ~(SNAP_ANN_CODE_ALIGN - 1);
 }
 
 #endif

@@ -1,0 +1,92 @@
+/* updater.h: the event path from the workers to live state.
+ *
+ * Every worker thread (and the admin worker) owns one single-producer /
+ * single-consumer ring (ck_ring, events stored by value); the updater
+ * thread is the single consumer of all of them and the single writer of
+ * live state (live.h). A worker never blocks on the updater: when its ring
+ * lacks room for a whole request the request gets 503 + Retry-After and
+ * nothing of it is enqueued.
+ *
+ * Wake-ups without syscalls on the request path: the updater sleeps on an
+ * eventfd only after announcing it (`sleeping`, then a full fence, then a
+ * last look at the rings); a worker commits its events, fences, and if it
+ * sees `sleeping` it queues an eventfd write on its own io_uring, which
+ * goes out with that loop turn's other submissions. Store-fence-load on
+ * both sides means one of them always sees the other: no lost wake-up.
+ */
+#ifndef RECD_UPDATER_H
+#define RECD_UPDATER_H
+
+#include <ck_ring.h>
+#include <pthread.h>
+#include "core/srv.h"
+#include "events/event.h"
+#include "live/live.h"
+
+CK_RING_PROTOTYPE(event, event)
+
+struct upd_ring {
+	ck_ring_t ring;
+	struct event *buf;
+	uint64_t produced;      /* producer-only: sequence numbers */
+	uint64_t applied;       /* consumer writes (ck_pr): events applied */
+} cacheline_aligned;
+
+struct upd_stats {
+	uint64_t applied[EVENT__TYPE_COUNT];
+	uint64_t apply_failed;
+	uint64_t wakeups;
+};
+
+struct updater {
+	struct recd_server *srv;
+	struct live live;
+	uint32_t n_rings;
+	uint32_t ring_size;
+	struct upd_ring *rings;
+	int wake_fd;
+	int sleeping;           /* ck_pr: the updater is (about to be) asleep */
+	int stop;
+	pthread_t thread;
+	bool started;
+	ck_epoch_record_t rec;  /* reader of snapshots, retirer of live records */
+	struct upd_stats stats; /* written by the updater (ck_pr stores) */
+	uint64_t idle_evict_ms;
+};
+
+/* Create the rings (n_rings, each ring_size entries, a power of two) and
+ * start the updater thread. dim: session vector length (the snapshot's). */
+int upd_start(struct updater *u, struct recd_server *srv, uint32_t n_rings, uint32_t ring_size,
+	      uint32_t dim, uint64_t max_users, uint64_t idle_evict_ms);
+/* Apply what is queued, stop the thread, free everything. */
+void upd_stop(struct updater *u);
+
+/* ---- producer side (worker `ring` only) ---- */
+static inline uint32_t upd_room(struct updater *u, uint32_t ring)
+{
+	struct upd_ring *r = &u->rings[ring];
+	/* ck_ring keeps one slot empty to tell full from empty. */
+	return ck_ring_capacity(&r->ring) - 1 - ck_ring_size(&r->ring);
+}
+/* A slot to fill in place; NULL when full. Not visible until commit. */
+static inline struct event *upd_reserve(struct updater *u, uint32_t ring)
+{
+	struct upd_ring *r = &u->rings[ring];
+	return ck_ring_enqueue_reserve_spsc_event(&r->ring, r->buf);
+}
+static inline void upd_commit(struct updater *u, uint32_t ring, struct event *ev)
+{
+	struct upd_ring *r = &u->rings[ring];
+	ev->seq = ((uint64_t)ring << 48) | ++r->produced;
+	ck_ring_enqueue_commit_spsc(&r->ring);
+}
+/* After committing: does the updater need an eventfd write to wake up? */
+static inline bool upd_needs_wake(struct updater *u)
+{
+	ck_pr_fence_memory();
+	return ck_pr_load_int(&u->sleeping) != 0;
+}
+/* The value and fd a worker writes (through its ring) to wake it. */
+extern const uint64_t upd_wake_value;
+
+#endif
