@@ -17,6 +17,7 @@
 #include "core/srv.h"
 #include "ctl/ctl.h"
 #include "gen/gen.h"
+#include "live/updater.h"
 #include "metrics/metrics.h"
 #include "net/net.h"
 #include "recd_build.h"
@@ -136,6 +137,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	/* One event ring per worker and one for the admin worker. */
+	static struct updater upd;
+	int ur = upd_start(&upd, &srv, srv.n_workers + 1, (uint32_t)srv.cfg.event_ring_size, s->dim,
+			   (uint64_t)srv.cfg.live_max_users, (uint64_t)srv.cfg.live_user_ttl_s * 1000);
+	if (ur) {
+		log_error("startup_failed", "err=\"updater: %s\"", strerror(-ur));
+		return 1;
+	}
+	srv.updater = &upd;
+
 	/* Threads inherit this mask: only the control thread takes signals. */
 	sigset_t sigs;
 	sigemptyset(&sigs);
@@ -165,6 +176,7 @@ int main(int argc, char **argv)
 	ck_pr_store_int(&srv.stopping, 1);
 	net_begin_drain(ns);
 	net_stop(ns);
+	upd_stop(&upd);
 	ctl_shutdown(&srv);
 	metrics_shutdown();
 	log_info("stopped", "uptime_ms=%llu", (unsigned long long)(now_wall_ms() - srv.start_time_ms));

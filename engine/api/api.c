@@ -5,6 +5,7 @@
 #include <string.h>
 #include "api/api.h"
 #include "ctl/ctl.h"
+#include "live/updater.h"
 #include "recd_build.h"
 
 /* Everything a recommendation request says, whichever way it came in. */
@@ -25,7 +26,9 @@ int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, 
 	w->admin = admin;
 	w->metrics = metrics_worker(id);
 	w->items = calloc((size_t)srv->cfg.max_n, sizeof(*w->items));
-	if (!w->items || buf_init(&w->body, 64 * 1024))
+	w->n_toks = API_MAX_JSON_TOKENS + (uint32_t)srv->cfg.max_events_per_request * API_TOKENS_PER_EVENT;
+	w->toks = calloc(w->n_toks, sizeof(*w->toks));
+	if (!w->items || !w->toks || buf_init(&w->body, 64 * 1024))
 		goto fail;
 	return 0;
 fail:
@@ -37,6 +40,8 @@ void api_worker_free(struct api_worker *w)
 {
 	free(w->items);
 	w->items = NULL;
+	free(w->toks);
+	w->toks = NULL;
 	buf_free(&w->body);
 }
 
@@ -407,6 +412,16 @@ static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
 	g->connections_open = (int64_t)ck_pr_load_64(&srv->conn_open);
 	g->snapshot_load_failures = ck_pr_load_64(&srv->snapshot_load_failures);
 	g->strategy_names = rec_strategy_names;
+	struct updater *u = srv->updater;
+	if (u) {
+		g->event_type_names = event_type_names;
+		g->events_applied = u->stats.applied;
+		for (uint32_t i = 0; i < u->n_rings; i++)
+			g->events_queued += ck_ring_size(&u->rings[i].ring);
+		g->live_users = ck_pr_load_64(&u->live.stats.users);
+		g->live_items = ck_pr_load_64(&u->live.stats.items);
+		g->live_users_evicted = ck_pr_load_64(&u->live.stats.evicted_users);
+	}
 	if (s) {
 		g->snapshot_generation = s->generation;
 		g->snapshot_items = s->n_items;
@@ -466,6 +481,182 @@ static int api_admin_status(struct api_worker *w, bool close, struct buf *out)
 		return api_fail(out, close, 500, "internal", "out of memory");
 	api_write(out, 200, JSON_CT, b, close, NULL);
 	return 200;
+}
+
+/* Count the events of a body without validating them, so a request can be
+ * refused whole (503) before any of it is queued. -1: not JSON at all. */
+static int64_t events_count(const char *s, size_t len, bool ndjson, const struct json_tok *root)
+{
+	if (!ndjson)
+		return root->type == JSON_ARRAY ? (int64_t)root->count : 1;
+	int64_t n = 0;
+	for (size_t i = 0; i < len;) {
+		const char *nl = memchr(s + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - s) : len;
+		for (size_t j = i; j < end; j++)
+			if (s[j] != ' ' && s[j] != '\t' && s[j] != '\r') {
+				n++;
+				break;
+			}
+		i = end + 1;
+	}
+	return n;
+}
+
+static void event_reject(struct buf *rej, uint32_t *n_rej, uint32_t index, const char *error)
+{
+	if ((*n_rej)++)
+		buf_putc(rej, ',');
+	buf_printf(rej, "{\"index\":%u,\"error\":", index);
+	buf_put_json_str(rej, error, strlen(error));
+	buf_putc(rej, '}');
+}
+
+/* POST /v1/events: one JSON object, a JSON array, or NDJSON. Every event
+ * is validated on its own: valid ones go to this worker's ring, invalid
+ * ones are listed with their index and reason. */
+static int api_events(struct api_worker *w, const struct http_request *req, bool close, struct buf *out)
+{
+	struct updater *u = w->srv->updater;
+	if (!req->has_content_length)
+		return api_fail(out, close, 411, "length_required", "POST needs a Content-Length body");
+	bool ndjson = req->content_type.len >= 20 && !strncasecmp(req->content_type.p, "application/x-ndjson", 20);
+	if (!ndjson && (req->content_type.len < 16 || strncasecmp(req->content_type.p, "application/json", 16)))
+		return api_fail(out, close, 415, "unsupported_media_type",
+				"POST /v1/events takes application/json or application/x-ndjson");
+	const char *s = req->body.p;
+	size_t len = req->body.len;
+	struct json_err jerr;
+	int ntok = 0;
+	if (!ndjson) {
+		ntok = json_parse(s, len, w->toks, w->n_toks, &jerr);
+		if (ntok == -ENOSPC)
+			return api_fail(out, close, 413, "too_large", "more than %lld events in one request",
+					(long long)w->srv->cfg.max_events_per_request);
+		if (ntok < 0)
+			return api_fail(out, close, 400, "bad_json", "invalid JSON at byte %u: %s", jerr.offset,
+					jerr.msg ? jerr.msg : "syntax error");
+	}
+	int64_t n = events_count(s, len, ndjson, &w->toks[0]);
+	if (n > w->srv->cfg.max_events_per_request)
+		return api_fail(out, close, 413, "too_large", "%lld events; at most %lld in one request",
+				(long long)n, (long long)w->srv->cfg.max_events_per_request);
+	if (n == 0)
+		return api_fail(out, close, 400, "bad_request", "no events in the body");
+	if (upd_room(u, w->id) < (uint64_t)n) {
+		metrics_inc(&w->metrics->events_ring_full);
+		char hdr[] = "Retry-After: 1\r\n";
+		api_write_error(out, 503, "overloaded", "the event queue is full; retry shortly", close, hdr);
+		return 503;
+	}
+
+	/* Rejections are collected in the body buffer after a gap left for
+	 * the head of the answer, then moved into place. */
+	struct buf *b = &w->body;
+	buf_reset(b);
+	uint32_t accepted = 0, n_rej = 0, index = 0, n_json = 0;
+	char err[160];
+	uint64_t now = now_wall_ms();
+	const char *line = s;
+	int root = 0, elem = 1;
+	for (int64_t i = 0; i < n; i++, index++) {
+		int obj;
+		const char *src = s;
+		if (ndjson) {
+			/* next non-blank line */
+			for (;;) {
+				const char *nl = memchr(line, '\n', (size_t)(s + len - line));
+				size_t ll = nl ? (size_t)(nl - line) : (size_t)(s + len - line);
+				const char *cur = line;
+				line = nl ? nl + 1 : s + len;
+				bool blank = true;
+				for (size_t j = 0; j < ll; j++)
+					if (cur[j] != ' ' && cur[j] != '\t' && cur[j] != '\r')
+						blank = false;
+				if (blank)
+					continue;
+				src = cur;
+				ntok = json_parse(cur, ll, w->toks, w->n_toks, &jerr);
+				break;
+			}
+			if (ntok < 0) {
+				snprintf(err, sizeof(err), "invalid JSON at byte %u of the line: %s", jerr.offset,
+					 jerr.msg ? jerr.msg : "syntax error");
+				event_reject(b, &n_rej, index, err);
+				continue;
+			}
+			n_json++;
+			obj = 0;
+		} else if (w->toks[root].type == JSON_ARRAY) {
+			obj = elem;
+			elem = (int)w->toks[elem].next;
+		} else {
+			obj = root;
+		}
+		struct event *ev = upd_reserve(u, w->id);
+		if (!ev || event_from_json(src, w->toks, obj, now, ev, err, sizeof(err))) {
+			event_reject(b, &n_rej, index, ev ? err : "event queue full");
+			continue;
+		}
+		upd_commit(u, w->id, ev);
+		metrics_inc(&w->metrics->events_accepted[ev->type]);
+		accepted++;
+	}
+	if (ndjson && n_json == 0)
+		return api_fail(out, close, 400, "bad_json", "no line of the body is JSON");
+	if (n_rej)
+		metrics_add(&w->metrics->events_rejected, n_rej);
+	if (accepted && upd_needs_wake(u))
+		w->wake_updater = true;
+	/* {"accepted":N,"rejected":[...]} around what is in b */
+	char head[48];
+	int hl = snprintf(head, sizeof(head), "{\"accepted\":%u,\"rejected\":[", accepted);
+	if (buf_reserve(b, (size_t)hl + 4) == 0) {
+		memmove(b->data + hl, b->data, b->len);
+		memcpy(b->data, head, (size_t)hl);
+		b->len += (size_t)hl;
+	}
+	buf_puts_lit(b, "]}\n");
+	if (b->oom)
+		return api_fail(out, close, 500, "internal", "out of memory");
+	api_write(out, 202, JSON_CT, b, close, NULL);
+	return 202;
+}
+
+/* DELETE /v1/users/{id} (admin): forget a user's live state now. Goes
+ * through the admin worker's ring like any event, so the updater stays
+ * the only writer. */
+static int api_forget_user(struct api_worker *w, const struct http_request *req, bool close, struct buf *out)
+{
+	struct updater *u = w->srv->updater;
+	struct str id = { req->path.p + 10, req->path.len - 10 };
+	struct event *ev;
+	if (id.len == 0 || id.len >= EVENT_ID_MAX || memchr(id.p, '/', id.len))
+		return api_fail(out, close, 400, "bad_request", "expected /v1/users/{user_id} (at most %d bytes)",
+				EVENT_ID_MAX - 1);
+	if (upd_room(u, w->id) < 1 || !(ev = upd_reserve(u, w->id))) {
+		api_write_error(out, 503, "overloaded", "the event queue is full; retry shortly", close,
+				"Retry-After: 1\r\n");
+		return 503;
+	}
+	memset(ev, 0, offsetof(struct event, user_id));
+	ev->type = EVENT_FORGET_USER;
+	ev->flags = EVENT_HAS_USER;
+	memcpy(ev->user_id, id.p, id.len);
+	ev->user_id[id.len] = 0;
+	ev->user_len = (uint8_t)id.len;
+	ev->user_key = event_key(id.p, id.len);
+	ev->ts_ms = now_wall_ms();
+	upd_commit(u, w->id, ev);
+	if (upd_needs_wake(u))
+		w->wake_updater = true;
+	struct buf *b = &w->body;
+	buf_reset(b);
+	buf_puts_lit(b, "{\"user_id\":");
+	buf_put_json_str(b, id.p, id.len);
+	buf_puts_lit(b, ",\"forgotten\":true}\n");
+	api_write(out, 202, JSON_CT, b, close, NULL);
+	return 202;
 }
 
 /* POST /admin/reload?what=snapshot|policies|all: the control thread does
@@ -566,6 +757,11 @@ int api_handle(struct api_worker *w, const struct http_request *req, bool closin
 			*ep = MEP_ADMIN;
 			return get ? api_admin_status(w, close, out) : method_not_allowed(out, close, "GET");
 		}
+		if (path.len > 10 && !memcmp(path.p, "/v1/users/", 10)) {
+			*ep = MEP_ADMIN;
+			return req->method == HTTP_M_DELETE ? api_forget_user(w, req, close, out)
+							    : method_not_allowed(out, close, "DELETE");
+		}
 		if (STR_EQ(path, "/admin/reload")) {
 			*ep = MEP_ADMIN;
 			return req->method == HTTP_M_POST ? api_admin_reload(w, req, close, out)
@@ -576,6 +772,10 @@ int api_handle(struct api_worker *w, const struct http_request *req, bool closin
 			return req->method == HTTP_M_POST ? api_admin_stall(w, req, close, out)
 							  : method_not_allowed(out, close, "POST");
 		}
+	} else if (STR_EQ(path, "/v1/events")) {
+		*ep = MEP_EVENTS;
+		return req->method == HTTP_M_POST ? api_events(w, req, close, out)
+						  : method_not_allowed(out, close, "POST");
 	} else if (STR_EQ(path, "/v1/recommendations")) {
 		*ep = MEP_RECOMMENDATIONS;
 		if (get)

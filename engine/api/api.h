@@ -16,7 +16,10 @@
 #include "rec/rec.h"
 
 #define API_MAX_ID_LEN 256
+/* JSON tokens for a recommendation body; event bodies get
+ * max_events_per_request * API_TOKENS_PER_EVENT more. */
 #define API_MAX_JSON_TOKENS 512
+#define API_TOKENS_PER_EVENT 32
 
 struct api_worker {
 	struct recd_server *srv;
@@ -25,8 +28,11 @@ struct api_worker {
 	struct metrics_worker *metrics;
 	struct buf body;               /* response body scratch */
 	struct rec_item *items;        /* cfg.max_n */
-	struct json_tok toks[API_MAX_JSON_TOKENS];
+	struct json_tok *toks;         /* n_toks */
+	uint32_t n_toks;
 	uint64_t seq;                  /* request ids */
+	bool wake_updater;             /* events were queued and the updater sleeps:
+	                                  the network layer queues an eventfd write */
 };
 
 int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, bool admin);

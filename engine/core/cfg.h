@@ -42,6 +42,10 @@ struct recd_config {
 	int64_t ring_entries;      /* io_uring SQ entries per worker */
 	int64_t default_n;
 	int64_t max_n;
+	int64_t event_ring_size;        /* per worker, power of two */
+	int64_t max_events_per_request;
+	int64_t live_max_users;
+	int64_t live_user_ttl_s;
 	char log_level[16];
 	bool debug_endpoints;      /* test-only admin endpoints */
 	bool demo;                 /* generate and serve the embedded demo data */

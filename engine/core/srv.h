@@ -43,6 +43,8 @@ struct srv_file_id {
 	int64_t size;
 };
 
+struct updater;
+
 struct recd_server {
 	struct recd_config cfg;
 	struct snap *snapshot;          /* ck_pr_load_ptr / ck_pr_store_ptr */
@@ -54,6 +56,7 @@ struct recd_server {
 	uint64_t conn_open;             /* ck_pr_faa_64 on accept / close */
 	int stopping;                   /* ck_pr: set once on SIGTERM */
 	ck_epoch_t epoch;               /* readers: workers; reclaimer: control */
+	struct updater *updater;        /* the event path and live state */
 	struct srv_file_id snapshot_file;
 	struct srv_thread_slot *slots;  /* n_threads, allocated by net_start */
 	uint32_t n_threads;             /* workers + admin worker */

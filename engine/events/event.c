@@ -8,7 +8,7 @@
 
 const char *const event_type_names[] = {
 	NULL, "view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "impression",
-	"item_update", NULL,
+	"item_update", "forget_user", NULL,
 };
 
 uint64_t event_key(const char *id, size_t len)
@@ -18,7 +18,7 @@ uint64_t event_key(const char *id, size_t len)
 
 static int type_of(const char *s, size_t len)
 {
-	for (int t = 1; t < EVENT__TYPE_COUNT; t++)
+	for (int t = 1; t <= EVENT_ITEM_UPDATE; t++)
 		if (strlen(event_type_names[t]) == len && !memcmp(event_type_names[t], s, len))
 			return t;
 	return -1;

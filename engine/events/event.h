@@ -22,6 +22,7 @@ enum event_type {
 	EVENT_RATING,
 	EVENT_IMPRESSION,
 	EVENT_ITEM_UPDATE,
+	EVENT_FORGET_USER,       /* internal: DELETE /v1/users/{id}; not accepted as input */
 	EVENT__TYPE_COUNT,
 };
 

@@ -328,7 +328,7 @@ int live_apply(struct live *lv, const struct event *ev, const struct snap *s)
 	writer_rec = lv->writer;
 	if (ev->type == EVENT_ITEM_UPDATE)
 		return apply_item_update(lv, ev);
-	if (ev->flags & EVENT_NO_PERSONALIZE) {
+	if (ev->type == EVENT_FORGET_USER || (ev->flags & EVENT_NO_PERSONALIZE)) {
 		/* Consent withdrawn: keep nothing about this shopper. */
 		if (live_forget_user(lv, ev->user_key))
 			stat_set(&lv->stats.forgotten_users, lv->stats.forgotten_users + 1);

@@ -293,6 +293,38 @@ void metrics_render(struct buf *out, const struct metrics_gauges *g)
 		buf_putc(out, '\n');
 	}
 
+	if (g->event_type_names) {
+		const size_t n_types = ARRAY_SIZE(((struct metrics_worker *)0)->events_accepted);
+		metrics_family(out, "recd_events_accepted_total", "counter",
+			       "Events accepted into the queue, by type.");
+		for (size_t i = 1; i < n_types && g->event_type_names[i]; i++) {
+			buf_puts_lit(out, "recd_events_accepted_total{type=");
+			metrics_label(out, g->event_type_names[i]);
+			buf_puts_lit(out, "} ");
+			buf_put_u64(out, SUM(events_accepted[i]));
+			buf_putc(out, '\n');
+		}
+		metrics_family(out, "recd_events_applied_total", "counter",
+			       "Events applied to live state by the updater, by type.");
+		for (size_t i = 1; i < n_types && g->event_type_names[i]; i++) {
+			buf_puts_lit(out, "recd_events_applied_total{type=");
+			metrics_label(out, g->event_type_names[i]);
+			buf_puts_lit(out, "} ");
+			buf_put_u64(out, g->events_applied ? ck_pr_load_64((uint64_t *)&g->events_applied[i]) : 0);
+			buf_putc(out, '\n');
+		}
+	}
+	metrics_scalar(out, "recd_events_rejected_total", "counter",
+		       "Events refused with a per-event error.", SUM(events_rejected));
+	metrics_scalar(out, "recd_events_queue_full_total", "counter",
+		       "Event requests answered 503 because the queue was full.", SUM(events_ring_full));
+	metrics_scalar(out, "recd_events_queued", "gauge",
+		       "Events accepted but not yet applied (updater lag).", g->events_queued);
+	metrics_scalar(out, "recd_live_users", "gauge", "Users in live state.", g->live_users);
+	metrics_scalar(out, "recd_live_items", "gauge", "Items with live updates.", g->live_items);
+	metrics_scalar(out, "recd_live_users_evicted_total", "counter",
+		       "Users dropped from live state for idleness or the size cap.", g->live_users_evicted);
+
 	metrics_scalar(out, "recd_snapshot_generation", "gauge",
 		       "Generation of the snapshot being served (increments on each load).",
 		       g->snapshot_generation);

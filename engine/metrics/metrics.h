@@ -57,6 +57,9 @@ struct metrics_worker {
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint64_t strategy[8];       /* by enum rec_strategy, for recd_recommendations_total */
+	uint64_t events_accepted[16]; /* by enum event_type */
+	uint64_t events_rejected;
+	uint64_t events_ring_full;  /* requests answered 503: queue full */
 } cacheline_aligned;
 
 /* Process-wide gauges the caller fills at scrape time. */
@@ -74,6 +77,12 @@ struct metrics_gauges {
 	uint64_t snapshot_bytes;
 	uint64_t snapshot_load_failures;
 	const char *const *strategy_names; /* names for worker.strategy[i], NULL-terminated */
+	const char *const *event_type_names; /* index 0 unused, NULL-terminated */
+	const uint64_t *events_applied;    /* by event type (the updater's counters) */
+	uint64_t events_queued;
+	uint64_t live_users;
+	uint64_t live_items;
+	uint64_t live_users_evicted;
 };
 
 /* Allocate n zeroed per-worker blocks (+1 for the admin listener, which is

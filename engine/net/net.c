@@ -36,6 +36,7 @@
 #include <unistd.h>
 #include "api/api.h"
 #include "core/log.h"
+#include "live/updater.h"
 #include "net/net.h"
 
 enum net_op {
@@ -46,6 +47,7 @@ enum net_op {
 	OP_CANCEL,
 	OP_TIMER,
 	OP_WAKE,
+	OP_UPD_WAKE,     /* eventfd write that wakes the updater thread */
 	OP__MASK = 63,
 };
 
@@ -396,6 +398,16 @@ static void conn_fail(struct net_conn *c, int status, const char *detail)
 	c->req_start_ns = 0;
 }
 
+/* The updater announced it sleeps: wake it through this ring, so the
+ * write goes out with this loop turn's other submissions (no syscall). */
+static void wake_updater(struct net_worker *w)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	io_uring_prep_write(sqe, w->srv->updater->wake_fd, &upd_wake_value, sizeof(upd_wake_value), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(NULL, OP_UPD_WAKE));
+	w->api.wake_updater = false;
+}
+
 /* Parse and answer every complete request in the input buffer. */
 static void conn_process(struct net_conn *c)
 {
@@ -419,6 +431,8 @@ static void conn_process(struct net_conn *c)
 		enum metrics_endpoint ep = MEP_OTHER;
 		int status = api_handle(&w->api, req, w->draining, &c->out, &ep);
 		metrics_request_done(w->metrics, ep, status, now_ns() - t0);
+		if (w->api.wake_updater)
+			wake_updater(w);
 		off += (size_t)r;
 		if (w->draining || !req->keep_alive) {
 			c->flags |= CF_CLOSE_AFTER_SEND;

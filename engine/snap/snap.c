@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,14 @@ static const char *const section_names[SNAP_SEC__MAX_ID + 1] = {
 	[SNAP_SEC_USER_INDEX] = "USER_INDEX",
 	[SNAP_SEC_USER_EMB] = "USER_EMB",
 	[SNAP_SEC_CATEGORY_NAMES] = "CATEGORY_NAMES",
+	[SNAP_SEC_ANN_PARAMS] = "ANN_PARAMS",
+	[SNAP_SEC_ANN_CENTROIDS] = "ANN_CENTROIDS",
+	[SNAP_SEC_ANN_LIST_OFFSETS] = "ANN_LIST_OFFSETS",
+	[SNAP_SEC_ANN_LIST_ITEMS] = "ANN_LIST_ITEMS",
+	[SNAP_SEC_ANN_CODES] = "ANN_CODES",
+	[SNAP_SEC_ANN_CODE_SCALES] = "ANN_CODE_SCALES",
+	[SNAP_SEC_ITEM_NEIGHBORS] = "ITEM_NEIGHBORS",
+	[SNAP_SEC_CATEGORY_POPULAR] = "CATEGORY_POPULAR",
 };
 
 #define ITEM_SECTIONS                                                        \
@@ -60,6 +69,15 @@ static const char *const section_names[SNAP_SEC__MAX_ID + 1] = {
 	 (1u << SNAP_SEC_ITEM_STOCK) | (1u << SNAP_SEC_ITEM_FLAGS) |         \
 	 (1u << SNAP_SEC_ITEM_EMB) | (1u << SNAP_SEC_POPULAR) |              \
 	 (1u << SNAP_SEC_CATEGORY_NAMES))
+/* The index is all of these or none; CODE_SCALES goes with the quantiser. */
+#define ANN_SECTIONS                                                         \
+	((1u << SNAP_SEC_ANN_PARAMS) | (1u << SNAP_SEC_ANN_CENTROIDS) |      \
+	 (1u << SNAP_SEC_ANN_LIST_OFFSETS) | (1u << SNAP_SEC_ANN_LIST_ITEMS) | \
+	 (1u << SNAP_SEC_ANN_CODES))
+#define OPTIONAL_SECTIONS                                                    \
+	(ANN_SECTIONS | (1u << SNAP_SEC_ANN_CODE_SCALES) |                   \
+	 (1u << SNAP_SEC_ITEM_NEIGHBORS) | (1u << SNAP_SEC_CATEGORY_POPULAR))
+#define NEIGHBORS_MAX_K 1024u
 #define USER_SECTIONS                                                        \
 	((1u << SNAP_SEC_USER_IDS) | (1u << SNAP_SEC_USER_INDEX) |           \
 	 (1u << SNAP_SEC_USER_EMB))
@@ -207,6 +225,8 @@ static int check_section_table(struct vctx *v)
 
 	uint32_t required = ITEM_SECTIONS | (h->n_users ? USER_SECTIONS : 0);
 	for (uint32_t id = 1; id <= SNAP_SEC__MAX_ID; id++) {
+		if (OPTIONAL_SECTIONS & (1u << id))
+			continue;   /* checked with their contents */
 		bool want = required & (1u << id), have = present & (1u << id);
 		if (want && !have)
 			return SECERR(v, id, "missing");
@@ -374,6 +394,224 @@ static int check_float_col(struct vctx *v, uint32_t id, uint32_t n, const float 
 	return 0;
 }
 
+/* Bit patterns: finite is exponent not all ones. */
+static inline bool word_finite(uint32_t w)
+{
+	return (w & 0x7f800000u) != 0x7f800000u;
+}
+
+static int check_floats(struct vctx *v, uint32_t id, const void *p, uint64_t count, const char *what)
+{
+	const uint32_t *w = p;
+	for (uint64_t i = 0; i < count; i++)
+		if (!word_finite(w[i]))
+			return SECERR(v, id, "%s %llu is NaN or infinite", what, (unsigned long long)i);
+	return 0;
+}
+
+static int check_ann(struct vctx *v, struct snap *s)
+{
+	const struct snap_header *h = v->hdr;
+	uint32_t n = h->n_items, dim = h->dim;
+	static const uint32_t group[] = { SNAP_SEC_ANN_PARAMS, SNAP_SEC_ANN_CENTROIDS, SNAP_SEC_ANN_LIST_OFFSETS,
+					  SNAP_SEC_ANN_LIST_ITEMS, SNAP_SEC_ANN_CODES };
+	uint32_t have = 0;
+	int rc;
+	for (size_t g = 0; g < ARRAY_SIZE(group); g++)
+		have += v->sec[group[g]] != NULL;
+	if (have == 0) {
+		if (v->sec[SNAP_SEC_ANN_CODE_SCALES])
+			return SECERR(v, SNAP_SEC_ANN_CODE_SCALES, "present without the ANN index");
+		return 0;
+	}
+	for (size_t g = 0; g < ARRAY_SIZE(group); g++)
+		if (!v->sec[group[g]])
+			return SECERR(v, group[g], "missing (the other ANN sections are present)");
+
+	/* Parameters and the per-dimension quantiser. */
+	const uint32_t pid = SNAP_SEC_ANN_PARAMS;
+	if (v->sec[pid]->length < sizeof(struct snap_ann_params))
+		return SECERR(v, pid, "length %llu, shorter than its header",
+			      (unsigned long long)v->sec[pid]->length);
+	const struct snap_ann_params *ap = sec_data(v, pid);
+	uint32_t nlist = ap->nlist, cd = ap->code_dim;
+	if (nlist == 0 || nlist > n || nlist > SNAP_ANN_MAX_LISTS)
+		return SECERR(v, pid, "nlist %u out of range 1..%u", nlist, MIN(n, SNAP_ANN_MAX_LISTS));
+	if (cd != snap_code_dim_for_dim(dim))
+		return SECERR(v, pid, "code_dim %u, dim %u needs %u", cd, dim, snap_code_dim_for_dim(dim));
+	if (ap->quant != SNAP_ANN_QUANT_DIM && ap->quant != SNAP_ANN_QUANT_VECTOR)
+		return SECERR(v, pid, "unknown quantiser %u", ap->quant);
+	if ((rc = check_length(v, pid, sizeof(*ap) + 2 * (uint64_t)cd * sizeof(float))))
+		return rc;
+	const float *dq = (const float *)(ap + 1);
+	if ((rc = check_floats(v, pid, dq, 2 * (uint64_t)cd, "quantiser value")))
+		return rc;
+	for (uint32_t d = 0; d < cd; d++) {
+		if (dq[d] < 0)
+			return SECERR(v, pid, "dimension %u has a negative scale", d);
+		if (d >= dim && (dq[d] != 0 || dq[cd + d] != 0))
+			return SECERR(v, pid, "padding dimension %u not zero", d);
+	}
+	bool per_vec = ap->quant == SNAP_ANN_QUANT_VECTOR;
+	if (per_vec && !v->sec[SNAP_SEC_ANN_CODE_SCALES])
+		return SECERR(v, SNAP_SEC_ANN_CODE_SCALES, "missing (the quantiser is per-vector)");
+	if (!per_vec && v->sec[SNAP_SEC_ANN_CODE_SCALES])
+		return SECERR(v, SNAP_SEC_ANN_CODE_SCALES, "present but the quantiser is per-dimension");
+
+	/* Centroids: finite, lanes past nlist zero. */
+	const uint32_t cid = SNAP_SEC_ANN_CENTROIDS;
+	uint64_t nb = (nlist + 7) / 8;
+	if ((rc = check_length(v, cid, nb * dim * 8 * sizeof(float))))
+		return rc;
+	const float *cent = sec_data(v, cid);
+	if ((rc = check_floats(v, cid, cent, nb * dim * 8, "value")))
+		return rc;
+	for (uint32_t l = nlist; l < nb * 8; l++)
+		for (uint32_t d = 0; d < dim; d++)
+			if (cent[((size_t)(l / 8) * dim + d) * 8 + l % 8] != 0)
+				return SECERR(v, cid, "padding lane %u not zero", l);
+
+	/* Lists: offsets 0 .. n_items, monotonic; every item once. */
+	const uint32_t oid = SNAP_SEC_ANN_LIST_OFFSETS, iid = SNAP_SEC_ANN_LIST_ITEMS;
+	if ((rc = check_length(v, oid, ((uint64_t)nlist + 1) * 4)) || (rc = check_length(v, iid, (uint64_t)n * 4)))
+		return rc;
+	const uint32_t *off = sec_data(v, oid), *items = sec_data(v, iid);
+	uint32_t max_list = 0;
+	if (off[0] != 0)
+		return SECERR(v, oid, "first offset %u, expected 0", off[0]);
+	for (uint32_t l = 0; l < nlist; l++) {
+		if (off[l + 1] < off[l])
+			return SECERR(v, oid, "offsets not monotonic at list %u", l + 1);
+		max_list = MAX(max_list, off[l + 1] - off[l]);
+	}
+	if (off[nlist] != n)
+		return SECERR(v, oid, "lists end at %u, expected n_items %u", off[nlist], n);
+	if (max_list != ap->max_list)
+		return SECERR(v, pid, "max_list %u, the longest list has %u", ap->max_list, max_list);
+	memset(v->seen, 0, ((size_t)n + 7) / 8);
+	for (uint32_t l = 0; l < nlist; l++) {
+		for (uint32_t p = off[l]; p < off[l + 1]; p++) {
+			uint32_t i = items[p];
+			if (i >= n)
+				return SECERR(v, iid, "position %u is item %u, only %u items", p, i, n);
+			if (seen_set(v->seen, i))
+				return SECERR(v, iid, "item %u listed twice", i);
+			if (p > off[l] && items[p - 1] >= i)
+				return SECERR(v, iid, "list %u not in ascending item order at position %u", l, p);
+		}
+	}
+
+	/* Codes: the kernel reads whole rows, so the padding must be 0. */
+	const uint32_t kid = SNAP_SEC_ANN_CODES;
+	if ((rc = check_length(v, kid, (uint64_t)n * cd)))
+		return rc;
+	const int8_t *codes = sec_data(v, kid);
+	if (cd > dim)
+		for (uint32_t p = 0; p < n; p++)
+			for (uint32_t d = dim; d < cd; d++)
+				if (codes[(size_t)p * cd + d])
+					return SECERR(v, kid, "position %u padding byte %u not zero", p, d);
+
+	const float *cs = NULL;
+	if (per_vec) {
+		const uint32_t sid = SNAP_SEC_ANN_CODE_SCALES;
+		if ((rc = check_length(v, sid, (uint64_t)n * 4)))
+			return rc;
+		cs = sec_data(v, sid);
+		if ((rc = check_floats(v, sid, cs, n, "position")))
+			return rc;
+		for (uint32_t p = 0; p < n; p++)
+			if (cs[p] < 0)
+				return SECERR(v, sid, "position %u has a negative scale", p);
+	}
+	s->ann = (struct ann_index){
+		.nlist = nlist, .dim = dim, .code_dim = cd, .quant = ap->quant, .max_list = max_list,
+		.centroids = cent, .list_off = off, .list_items = items, .codes = codes, .code_scale = cs,
+		.dim_scale = dq, .dim_offset = dq + cd,
+	};
+	return 0;
+}
+
+static int check_neighbors(struct vctx *v, struct snap *s)
+{
+	const uint32_t id = SNAP_SEC_ITEM_NEIGHBORS;
+	uint32_t n = v->hdr->n_items;
+	int rc;
+	if (!v->sec[id])
+		return 0;
+	if (v->sec[id]->length < sizeof(struct snap_neighbors_header))
+		return SECERR(v, id, "length %llu, shorter than its header",
+			      (unsigned long long)v->sec[id]->length);
+	const struct snap_neighbors_header *nh = sec_data(v, id);
+	uint32_t k = nh->k;
+	if (k == 0 || k > NEIGHBORS_MAX_K)
+		return SECERR(v, id, "k %u out of range 1..%u", k, NEIGHBORS_MAX_K);
+	if ((rc = check_length(v, id, sizeof(*nh) + (uint64_t)n * k * sizeof(struct snap_neighbor))))
+		return rc;
+	const struct snap_neighbor *rows = (const void *)(nh + 1);
+	memset(v->seen, 0, ((size_t)n + 7) / 8);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct snap_neighbor *r = rows + (size_t)i * k;
+		uint32_t j = 0;
+		for (; j < k && r[j].item != SNAP_EMPTY_SLOT; j++) {
+			uint32_t it = r[j].item;
+			if (it >= n)
+				return SECERR(v, id, "item %u neighbour %u is item %u, only %u items", i, j, it, n);
+			if (it == i)
+				return SECERR(v, id, "item %u is its own neighbour", i);
+			if (!isfinite(r[j].score))
+				return SECERR(v, id, "item %u neighbour %u score is NaN or infinite", i, j);
+			if (seen_set(v->seen, it))
+				return SECERR(v, id, "item %u lists neighbour %u twice", i, it);
+		}
+		for (uint32_t t = 0; t < j; t++)
+			v->seen[r[t].item >> 3] = 0;
+		for (; j < k; j++)
+			if (r[j].item != SNAP_EMPTY_SLOT || r[j].score != 0)
+				return SECERR(v, id, "item %u: entry %u after the padding", i, j);
+	}
+	s->neighbors_k = k;
+	s->neighbors = rows;
+	return 0;
+}
+
+static int check_cat_popular(struct vctx *v, struct snap *s)
+{
+	const uint32_t id = SNAP_SEC_CATEGORY_POPULAR;
+	uint32_t n = v->hdr->n_items, nc = v->hdr->n_categories;
+	if (!v->sec[id])
+		return 0;
+	uint64_t len = v->sec[id]->length, head = ((uint64_t)nc + 1) * 4;
+	if (len < head)
+		return SECERR(v, id, "length %llu too short for %llu offsets", (unsigned long long)len,
+			      (unsigned long long)nc + 1);
+	const uint32_t *off = sec_data(v, id), *items = off + nc + 1;
+	if (off[0] != 0)
+		return SECERR(v, id, "first offset %u, expected 0", off[0]);
+	for (uint32_t c = 0; c < nc; c++)
+		if (off[c + 1] < off[c])
+			return SECERR(v, id, "offsets not monotonic at category %u", c + 1);
+	if (len != head + (uint64_t)off[nc] * 4)
+		return SECERR(v, id, "length %llu, offsets imply %llu", (unsigned long long)len,
+			      (unsigned long long)(head + (uint64_t)off[nc] * 4));
+	memset(v->seen, 0, ((size_t)n + 7) / 8);
+	for (uint32_t c = 0; c < nc; c++) {
+		for (uint32_t p = off[c]; p < off[c + 1]; p++) {
+			uint32_t i = items[p];
+			if (i >= n)
+				return SECERR(v, id, "category %u entry %u is item %u, only %u items", c, p - off[c], i, n);
+			if (s->item_category[i] != c)
+				return SECERR(v, id, "category %u lists item %u of category %u", c, i,
+					      s->item_category[i]);
+			if (seen_set(v->seen, i))
+				return SECERR(v, id, "item %u listed twice", i);
+		}
+	}
+	s->cat_popular_off = off;
+	s->cat_popular = items;
+	return 0;
+}
+
 static int check_contents(struct vctx *v, struct snap *s)
 {
 	const struct snap_header *h = v->hdr;
@@ -414,7 +652,8 @@ static int check_contents(struct vctx *v, struct snap *s)
 			return SECERR(v, SNAP_SEC_POPULAR, "item %u listed twice", i);
 	}
 
-	if ((rc = check_emb(v, SNAP_SEC_ITEM_EMB, n, &s->item_emb)))
+	if ((rc = check_emb(v, SNAP_SEC_ITEM_EMB, n, &s->item_emb)) || (rc = check_ann(v, s)) ||
+	    (rc = check_neighbors(v, s)) || (rc = check_cat_popular(v, s)))
 		return rc;
 
 	if (h->n_users) {
@@ -551,6 +790,8 @@ void snap_warm(const struct snap *s)
 		return;
 	warm_section(s, SNAP_SEC_ITEM_EMB);
 	warm_section(s, SNAP_SEC_USER_EMB);
+	warm_section(s, SNAP_SEC_ANN_CODES);
+	warm_section(s, SNAP_SEC_ANN_CENTROIDS);
 }
 
 static int64_t hindex_find(const struct snap_hindex *ix, const struct snap_strtab *ids,

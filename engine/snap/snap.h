@@ -13,6 +13,7 @@
 #include <limits.h>
 #include "core/common.h"
 #include "snap/snap_format.h"
+#include "ann/ann.h"
 
 struct snap_strtab {
 	const uint32_t *offsets;
@@ -42,6 +43,11 @@ struct snap {
 	const float *item_emb;         /* n_items * stride */
 	const float *user_emb;         /* n_users * stride (NULL if no users) */
 	const uint32_t *popular;       /* n_popular item indexes */
+	struct ann_index ann;          /* ANN_* sections; nlist 0 = none (exact scan) */
+	uint32_t neighbors_k;          /* 0 = no ITEM_NEIGHBORS */
+	const struct snap_neighbor *neighbors;   /* n_items * neighbors_k */
+	const uint32_t *cat_popular_off;         /* n_categories + 1; NULL = no CATEGORY_POPULAR */
+	const uint32_t *cat_popular;             /* item indexes, per category best first */
 	uint64_t generation;           /* set by the engine when published */
 	uint64_t loaded_at_ms;         /* wall clock, set by snap_open */
 	char path[PATH_MAX];
@@ -77,6 +83,11 @@ static inline struct str snap_item_id(const struct snap *s, uint32_t i) { return
 static inline struct str snap_user_id(const struct snap *s, uint32_t i) { return snap_strtab_get(&s->user_ids, i); }
 static inline const float *snap_item_vec(const struct snap *s, uint32_t i) { return s->item_emb + (size_t)i * s->stride; }
 static inline const float *snap_user_vec(const struct snap *s, uint32_t i) { return s->user_emb + (size_t)i * s->stride; }
+/* Item i's neighbour row (neighbors_k entries, padding SNAP_EMPTY_SLOT). */
+static inline const struct snap_neighbor *snap_item_neighbors(const struct snap *s, uint32_t i)
+{
+	return s->neighbors + (size_t)i * s->neighbors_k;
+}
 static inline bool snap_item_servable(const struct snap *s, uint32_t i)
 {
 	return (s->item_flags[i] & SNAP_ITEM_AVAILABLE) && s->item_stock[i] > 0;

@@ -7,6 +7,7 @@
 #define RECD_SNAPB_H
 
 #include "core/common.h"
+#include "ann/ann.h"
 
 struct snapb_item {
 	const char *id;        /* unique, 1..255 bytes */
@@ -15,6 +16,22 @@ struct snapb_item {
 	float price;
 	uint32_t stock;
 	bool available;
+};
+
+/* One interaction, for co-visitation neighbours: `user` is any stable key
+ * (e.g. a hash of the user id), `item` an index into the items. */
+struct snapb_event {
+	uint64_t user;
+	int64_t ts_ms;
+	uint32_t item;
+};
+
+/* What the optional stages cost (filled when snapb_input.stats is set). */
+struct snapb_stats {
+	double ann_s;               /* index build (k-means, lists, codes) */
+	double neighbors_s;         /* co-visitation and embedding neighbours */
+	uint64_t covisit_pairs;     /* directed pairs counted */
+	uint32_t nlist;             /* lists in the written index (0 = none) */
 };
 
 struct snapb_input {
@@ -33,7 +50,29 @@ struct snapb_input {
 	 * — popular_k 0 means min(n_items, 1000). */
 	const float *item_popularity;
 	uint32_t popular_k;
+	/* CATEGORY_POPULAR is always written: per category, its top popular_k
+	 * servable items by the same score and order as POPULAR. */
+
+	/* ANN index (ann.h) over the item embeddings, written when ann_enabled;
+	 * ann.nlist 0 = 4 * sqrt(n_items). */
+	bool ann_enabled;
+	struct ann_build_params ann;
+	/* ITEM_NEIGHBORS with neighbors_k entries per item (0 = none): items
+	 * the same user touched within covisit_window_ms of each other (0 =
+	 * one hour; at most COVISIT_LOOKBACK events apart) in `events`, most
+	 * often first, then embedding neighbours by inner product (computed
+	 * with an index built for the purpose if ann_enabled is false). */
+	uint32_t neighbors_k;
+	const struct snapb_event *events;
+	uint64_t n_events;
+	int64_t covisit_window_ms;
+	struct snapb_stats *stats;   /* optional, out */
 };
+
+/* Events before the current one (same user, in time order) that pair with
+ * it: bounds the work per event. */
+#define SNAPB_COVISIT_LOOKBACK 10u
+#define SNAPB_COVISIT_WINDOW_MS 3600000
 
 /* Weight of an interaction type in popularity: view/click 1, rating 1,
  * add_to_cart 3, purchase 5; -1 for an unknown type. One table for the
