@@ -396,8 +396,8 @@ uint64_t live_evict(struct live *lv, uint64_t now_ms, uint64_t idle_ms)
 	uint64_t cutoff = now_ms > idle_ms ? now_ms - idle_ms : 0;
 	uint64_t count = ck_hs_count(&lv->users);
 	if (count > lv->max_users) {
-		/* Over the cap: estimate the last-seen time below which the
-		 * oldest tenth lies from a sample, and evict below it too. */
+		/* Over the cap: estimate from a sample the last-seen time below
+		 * which the excess (plus 5% headroom) lies, and evict below it. */
 		uint64_t sample[1024];
 		uint32_t ns = 0;
 		ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
@@ -405,9 +405,11 @@ uint64_t live_evict(struct live *lv, uint64_t now_ms, uint64_t idle_ms)
 		while (ns < ARRAY_SIZE(sample) && ck_hs_next(&lv->users, &it, &obj))
 			sample[ns++] = ((struct live_user *)obj)->last_seen_ms;
 		qsort(sample, ns, sizeof(sample[0]), cmp_u64);
-		uint64_t tenth = ns ? sample[ns / 10] : 0;
-		if (tenth > cutoff)
-			cutoff = tenth;
+		double share = (double)(count - lv->max_users) / (double)count + 0.05;
+		uint32_t at = (uint32_t)(share * ns);
+		uint64_t mark = ns ? sample[at < ns ? at : ns - 1] : 0;
+		if (mark > cutoff)
+			cutoff = mark;
 	}
 	uint64_t victims[256];
 	uint64_t evicted = 0;
