@@ -175,8 +175,9 @@ int main(int argc, char **argv)
 	sd_notify(0, "STOPPING=1\nSTATUS=draining");
 	ck_pr_store_int(&srv.stopping, 1);
 	net_begin_drain(ns);
-	net_stop(ns);
+	net_join(ns);
 	upd_stop(&upd);
+	net_free(ns);
 	ctl_shutdown(&srv);
 	metrics_shutdown();
 	log_info("stopped", "uptime_ms=%llu", (unsigned long long)(now_wall_ms() - srv.start_time_ms));

@@ -28,11 +28,14 @@ struct api_worker {
 	struct metrics_worker *metrics;
 	struct buf body;               /* response body scratch */
 	struct rec_item *items;        /* cfg.max_n */
+	struct rec_scratch *rec_scratch; /* ANN search buffers for cfg.max_n */
 	struct json_tok *toks;         /* n_toks */
 	uint32_t n_toks;
 	uint64_t seq;                  /* request ids */
 	bool wake_updater;             /* events were queued and the updater sleeps:
 	                                  the network layer queues an eventfd write */
+	uint64_t hold_seq;             /* the answer just written must wait until this
+	                                  worker's events up to here are applied */
 };
 
 int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, bool admin);

@@ -32,8 +32,17 @@ static uint32_t drain(struct updater *u)
 			}
 			n++;
 		}
-		if (n)
+		if (n) {
 			ck_pr_store_64(&r->applied, r->applied + n);
+			/* Store-fence-load against the worker's waiting flag, as for
+			 * the updater's own wake-up, so no held answer is forgotten. */
+			ck_pr_fence_memory();
+			if (ck_pr_load_int(&r->waiting) && r->wake_fd >= 0) {
+				uint64_t one = 1;
+				if (write(r->wake_fd, &one, sizeof(one)) < 0)
+					log_warn("worker_wake_failed", "ring=%u err=\"%s\"", i, strerror(errno));
+			}
+		}
 		total += n;
 	}
 	ck_epoch_end(&u->rec, NULL);
@@ -104,6 +113,7 @@ int upd_start(struct updater *u, struct recd_server *srv, uint32_t n_rings, uint
 		if (!u->rings[i].buf)
 			goto nomem;
 		ck_ring_init(&u->rings[i].ring, ring_size);
+		u->rings[i].wake_fd = -1;
 	}
 	u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (u->wake_fd < 0) {

@@ -30,6 +30,8 @@ struct upd_ring {
 	struct event *buf;
 	uint64_t produced;      /* producer-only: sequence numbers */
 	uint64_t applied;       /* consumer writes (ck_pr): events applied */
+	int waiting;            /* producer sets (ck_pr): answers wait for `applied` */
+	int wake_fd;            /* the producer's eventfd (-1: none), written when waiting */
 } cacheline_aligned;
 
 struct upd_stats {
@@ -86,6 +88,23 @@ static inline bool upd_needs_wake(struct updater *u)
 	ck_pr_fence_memory();
 	return ck_pr_load_int(&u->sleeping) != 0;
 }
+/* Events of this ring up to `seq` are applied to live state. */
+static inline bool upd_applied(struct updater *u, uint32_t ring, uint64_t seq)
+{
+	return ck_pr_load_64(&u->rings[ring].applied) >= seq;
+}
+/* The worker has answers held until its events are applied: the updater
+ * then writes `wake_fd` after each batch it applies from this ring. */
+static inline void upd_set_waiting(struct updater *u, uint32_t ring, bool waiting)
+{
+	ck_pr_store_int(&u->rings[ring].waiting, waiting);
+	ck_pr_fence_memory();
+}
+static inline uint64_t upd_produced(struct updater *u, uint32_t ring)
+{
+	return u->rings[ring].produced;
+}
+
 /* The value and fd a worker writes (through its ring) to wake it. */
 extern const uint64_t upd_wake_value;
 

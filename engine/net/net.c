@@ -58,6 +58,7 @@ enum conn_flag {
 	CF_CLOSE_AFTER_SEND = 1u << 3,
 	CF_REFUSED = 1u << 4,        /* over the cap: one 503, then close */
 	CF_PEER_EOF = 1u << 5,
+	CF_HOLD = 1u << 6,           /* answer waits until its events are applied */
 };
 
 #define NET_BGID 1
@@ -78,6 +79,8 @@ struct net_conn {
 	size_t out_sent;
 	uint64_t last_active_ns;
 	uint64_t req_start_ns;       /* first byte of the pending request; 0 = none */
+	uint64_t hold_seq;           /* CF_HOLD: send once the worker's ring applied this */
+	struct net_conn *hold_next;
 	struct buf in;
 	struct buf out;
 	struct net_conn *prev, *next;
@@ -89,6 +92,7 @@ struct net_worker {
 	uint32_t idx;
 	bool admin;
 	pthread_t thread;
+	bool joined;
 	int listen_fd;
 	bool owns_listen_fd;
 	int wake_fd;
@@ -108,6 +112,7 @@ struct net_worker {
 	uint32_t n_live;
 	struct net_conn *free_list;
 	uint32_t n_free;
+	struct net_conn *holds;      /* connections with CF_HOLD */
 	bool draining;
 	bool accept_armed;
 	uint64_t drain_deadline_ns;
@@ -330,9 +335,21 @@ static struct net_conn *conn_alloc(struct net_worker *w, int fd)
 	return c;
 }
 
+static void hold_unlink(struct net_conn *c)
+{
+	struct net_conn **p = &c->w->holds;
+	while (*p && *p != c)
+		p = &(*p)->hold_next;
+	if (*p)
+		*p = c->hold_next;
+	c->flags &= ~CF_HOLD;
+}
+
 static void conn_release(struct net_conn *c)
 {
 	struct net_worker *w = c->w;
+	if (c->flags & CF_HOLD)
+		hold_unlink(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -415,7 +432,7 @@ static void conn_process(struct net_conn *c)
 	size_t off = 0;
 	bool stop_reading = (c->flags & CF_CLOSE_AFTER_SEND) != 0;
 
-	while (!stop_reading && !(c->flags & (CF_SEND_INFLIGHT | CF_CLOSING)) && off < c->in.len &&
+	while (!stop_reading && !(c->flags & (CF_SEND_INFLIGHT | CF_CLOSING | CF_HOLD)) && off < c->in.len &&
 	       c->out.len < NET_OUT_HIGH_WATER) {
 		struct http_request *req = &w->req;
 		int r = http_parse_request(c->in.data + off, c->in.len - off, &w->limits, req);
@@ -433,6 +450,19 @@ static void conn_process(struct net_conn *c)
 		metrics_request_done(w->metrics, ep, status, now_ns() - t0);
 		if (w->api.wake_updater)
 			wake_updater(w);
+		if (w->api.hold_seq) {
+			/* Acknowledge events only once they are applied, so the
+			 * next request of this shopper already sees them. */
+			if (!upd_applied(w->srv->updater, w->idx, w->api.hold_seq)) {
+				c->flags |= CF_HOLD;
+				c->hold_seq = w->api.hold_seq;
+				c->hold_next = w->holds;
+				w->holds = c;
+				upd_set_waiting(w->srv->updater, w->idx, true);
+				stop_reading = true;
+			}
+			w->api.hold_seq = 0;
+		}
 		off += (size_t)r;
 		if (w->draining || !req->keep_alive) {
 			c->flags |= CF_CLOSE_AFTER_SEND;
@@ -448,6 +478,8 @@ static void conn_process(struct net_conn *c)
 		conn_close(c);
 		return;
 	}
+	if (c->flags & CF_HOLD)
+		return;
 	if (!(c->flags & CF_SEND_INFLIGHT) && c->out.len > c->out_sent) {
 		conn_send(c);
 		return;
@@ -584,7 +616,7 @@ static void sweep(struct net_worker *w)
 			conn_close(c);
 			continue;
 		}
-		if (c->flags & CF_SEND_INFLIGHT)
+		if (c->flags & (CF_SEND_INFLIGHT | CF_HOLD))
 			continue;
 		if (c->in.len > 0 && c->req_start_ns && now - c->req_start_ns > head) {
 			metrics_inc(&w->metrics->conn_timeouts);
@@ -640,10 +672,10 @@ static void handle_cqe(struct net_worker *w, struct io_uring_cqe *cqe)
 		arm_timer(w);
 		break;
 	case OP_WAKE:
+		/* Shutdown, or the updater applied events an answer waits for. */
 		if (ck_pr_load_int(&w->srv->stopping))
 			begin_drain(w);
-		else
-			arm_wake(w);
+		arm_wake(w);
 		break;
 	default:
 		break;
@@ -730,6 +762,24 @@ static void worker_teardown(struct net_worker *w)
 		ck_epoch_unregister(&w->epoch_rec);
 }
 
+/* Release the answers whose events the updater has applied. */
+static void check_holds(struct net_worker *w)
+{
+	struct net_conn **p = &w->holds;
+	while (*p) {
+		struct net_conn *c = *p;
+		if (upd_applied(w->srv->updater, w->idx, c->hold_seq)) {
+			*p = c->hold_next;
+			c->flags &= ~CF_HOLD;
+			conn_process(c);
+		} else {
+			p = &c->hold_next;
+		}
+	}
+	if (!w->holds)
+		upd_set_waiting(w->srv->updater, w->idx, false);
+}
+
 /* Test hook (debug_endpoints): the admin API asks a worker to stop
  * turning for a while, so the watchdog can be seen withholding pings. */
 static __cold void debug_stall(struct net_worker *w)
@@ -774,6 +824,8 @@ static void *worker_main(void *arg)
 			seen++;
 		}
 		io_uring_cq_advance(&w->ring, seen);
+		if (w->holds)
+			check_holds(w);
 		ck_epoch_end(&w->epoch_rec, NULL);
 	}
 	worker_teardown(w);
@@ -913,6 +965,8 @@ int net_start(struct recd_server *srv, struct net_server **out, char *err, size_
 		w->tick.tv_sec = 0;
 		w->tick.tv_nsec = (long long)NET_TICK_NS;
 		w->wake_fd = eventfd(0, EFD_CLOEXEC);
+		if (srv->updater && i < srv->updater->n_rings)
+			srv->updater->rings[i].wake_fd = w->wake_fd;
 		if (w->wake_fd < 0) {
 			snprintf(err, errlen, "eventfd: %s", strerror(errno));
 			goto fail;
@@ -957,7 +1011,7 @@ int net_start(struct recd_server *srv, struct net_server **out, char *err, size_
 			r = ns->workers[i].start_err;
 			ck_pr_store_int(&srv->stopping, 1);
 			net_begin_drain(ns);
-			net_stop(ns);
+			net_free(ns);
 			return r;
 		}
 	}
@@ -980,10 +1034,18 @@ void net_begin_drain(struct net_server *ns)
 			log_warn("wake_failed", "worker=%u err=\"%s\"", i, strerror(errno));
 }
 
-void net_stop(struct net_server *ns)
+void net_join(struct net_server *ns)
 {
-	for (uint32_t i = 0; i < ns->n; i++)
-		pthread_join(ns->workers[i].thread, NULL);
+	for (uint32_t i = 0; i < ns->n; i++) {
+		if (!ns->workers[i].joined)
+			pthread_join(ns->workers[i].thread, NULL);
+		ns->workers[i].joined = true;
+	}
+}
+
+void net_free(struct net_server *ns)
+{
+	net_join(ns);
 	close_listeners(ns);
 	free(ns->workers);
 	free(ns->srv->slots);

@@ -29,7 +29,10 @@ int net_start(struct recd_server *srv, struct net_server **out, char *err, size_
  * call from the control thread at any time after net_start. */
 void net_begin_drain(struct net_server *ns);
 /* Wait for every worker to finish (they give up on stragglers after
- * drain_timeout_ms) and free everything. */
-void net_stop(struct net_server *ns);
+ * drain_timeout_ms). */
+void net_join(struct net_server *ns);
+/* Join if not done, then close the listeners and wake-up fds and free.
+ * Call after the updater stopped: it may still write the workers' fds. */
+void net_free(struct net_server *ns);
 
 #endif
