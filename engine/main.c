@@ -177,8 +177,11 @@ int main(int argc, char **argv)
 	net_begin_drain(ns);
 	net_join(ns);
 	upd_stop(&upd);
-	net_free(ns);
+	/* ck_epoch keeps every registered record on its list for good: the
+	 * last barrier must run while the workers' records are still alive,
+	 * so the control thread quiesces before net_free releases them. */
 	ctl_shutdown(&srv);
+	net_free(ns);
 	metrics_shutdown();
 	log_info("stopped", "uptime_ms=%llu", (unsigned long long)(now_wall_ms() - srv.start_time_ms));
 	return 0;

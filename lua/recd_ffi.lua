@@ -89,6 +89,7 @@ struct lua_layout {
 
 int lua_host_ffi_layout(const struct lua_layout **out);
 int lua_host_ffi_budget_check(struct lua_ctx *ctx);
+int lua_host_ffi_enum_name(int kind, uint32_t value, const char **name);
 int lua_host_ffi_snap_columns(const struct lua_ctx *ctx, struct lua_cols *out);
 int lua_host_ffi_item_id(const struct lua_ctx *ctx, uint32_t item, const char **p, uint32_t *len);
 int lua_host_ffi_item_find(const struct lua_ctx *ctx, const char *id, uint32_t len, uint32_t *item);

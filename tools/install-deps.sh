@@ -9,7 +9,7 @@ build_pkgs="gcc libc6-dev meson ninja-build pkg-config libluajit-5.1-dev luajit 
   libjemalloc-dev libck-dev libxxhash-dev libsystemd-dev"
 # python3-numpy: reference computations; prometheus: promtool checks the
 # /metrics exposition; clang + libclang-rt: the libFuzzer build.
-test_pkgs="python3 python3-numpy prometheus clang libclang-rt-14-dev systemd procps"
+test_pkgs="python3 python3-numpy prometheus clang libclang-rt-14-dev systemd procps lua-check gnuplot-nox nginx-light libnginx-mod-http-ndk redis-server redis-tools python3-fastapi python3-uvicorn python3-redis"
 
 pkgs=$build_pkgs
 [ "${1:-}" = test ] && pkgs="$pkgs $test_pkgs"

@@ -53,6 +53,14 @@ static const char usage_text[] =
 	"  --popular-k N           length of the popular list (default min(items, 1000))\n"
 	"  --build-time UNIX       header build time (default now; set it for\n"
 	"                          reproducible files)\n"
+	"  --ann, --no-ann         write the ANN index (default: on from 50000 items)\n"
+	"  --ann-lists N           index lists (default 2 * sqrt(items))\n"
+	"  --ann-quant dim|vector  int8 code scales: per dimension (default) or per\n"
+	"                          vector\n"
+	"  --ann-seed S            k-means sample and initial centroids (default 1)\n"
+	"  --neighbors K           neighbours per item (default 20; 0 = none): items\n"
+	"                          co-visited in --interactions, then embedding ones\n"
+	"  --covisit-window-ms MS  co-visit window (default 3600000)\n"
 	"  -o, --out OUT           snapshot path (written atomically)\n"
 	"inspect:\n"
 	"  --rows N                sample rows per table (default 5)\n";
@@ -810,8 +818,13 @@ static bool parse_ts(const char *s, int64_t *out)
 	return true;
 }
 
+struct events {
+	struct snapb_event *v;
+	uint64_t n;
+};
+
 static float *load_interactions(const char *path, struct catalog *cat, struct users *u,
-				double half_life_days, struct pop_stats *st)
+				double half_life_days, struct pop_stats *st, struct events *evs)
 {
 	struct input in;
 	input_read(&in, path);
@@ -844,6 +857,8 @@ static float *load_interactions(const char *path, struct catalog *cat, struct us
 	int64_t *ev_ts = cap ? xmalloc(sizeof(*ev_ts) * cap) : NULL;
 	int64_t ts_max = INT64_MIN;
 	double *acc = xcalloc(cat->n, sizeof(*acc));
+	if (evs)
+		evs->v = xmalloc(sizeof(*evs->v) * count_lines(&in));
 
 	for (; n > 0; n = csv_next(&cv, f, fl, &line)) {
 		if (n < min_fields)
@@ -870,6 +885,12 @@ static float *load_interactions(const char *path, struct catalog *cat, struct us
 				snprintf(st->first_unknown_item, sizeof(st->first_unknown_item), "%s", f[k_item]);
 			}
 			continue;
+		}
+		if (evs) {
+			struct snapb_event *e = &evs->v[evs->n++];
+			e->user = k_user >= 0 && k_user < n ? XXH3_64bits(f[k_user], fl[k_user]) : 0;
+			e->item = (uint32_t)it;
+			e->ts_ms = ts;
 		}
 		if (cap) {
 			uint64_t k = st->events - st->unknown_items - 1;
@@ -913,6 +934,13 @@ static int cmd_build(int argc, char **argv)
 		{ "model-version", required_argument, NULL, 'm' },
 		{ "popular-k", required_argument, NULL, 'k' },
 		{ "build-time", required_argument, NULL, 'b' },
+		{ "ann", no_argument, NULL, 'A' },
+		{ "no-ann", no_argument, NULL, 'N' },
+		{ "ann-lists", required_argument, NULL, 'L' },
+		{ "ann-quant", required_argument, NULL, 'Q' },
+		{ "ann-seed", required_argument, NULL, 'S' },
+		{ "neighbors", required_argument, NULL, 'K' },
+		{ "covisit-window-ms", required_argument, NULL, 'W' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -920,7 +948,10 @@ static int cmd_build(int argc, char **argv)
 	const char *items_path = NULL, *iemb_path = NULL, *users_path = NULL, *uemb_path = NULL;
 	const char *inter_path = NULL, *model = NULL, *out = NULL;
 	double half_life = 0;
-	unsigned long long popular_k = 0, build_time = 0;
+	unsigned long long popular_k = 0, build_time = 0, ann_lists = 0, ann_seed = 1, neighbors = 20;
+	unsigned long long window_ms = 0;
+	int ann = -1;   /* -1: by catalogue size */
+	uint32_t quant = SNAP_ANN_QUANT_DIM;
 	char *end;
 	int c;
 
@@ -950,6 +981,33 @@ static int cmd_build(int argc, char **argv)
 			build_time = strtoull(optarg, &end, 10);
 			if (errno || *end || end == optarg || optarg[0] == '-')
 				die_usage("--build-time: expected unix seconds, got '%s'", optarg);
+			break;
+		case 'A': ann = 1; break;
+		case 'N': ann = 0; break;
+		case 'L':
+		case 'S':
+		case 'K':
+		case 'W': {
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (errno || *end || end == optarg || optarg[0] == '-')
+				die_usage("--%s: expected a count, got '%s'",
+					  c == 'L' ? "ann-lists" : c == 'S' ? "ann-seed" : c == 'K' ? "neighbors"
+					  : "covisit-window-ms", optarg);
+			if (c == 'L' && (v < 1 || v > SNAP_ANN_MAX_LISTS))
+				die_usage("--ann-lists: 1..%u", SNAP_ANN_MAX_LISTS);
+			if (c == 'K' && v > 1024)
+				die_usage("--neighbors: at most 1024");
+			*(c == 'L' ? &ann_lists : c == 'S' ? &ann_seed : c == 'K' ? &neighbors : &window_ms) = v;
+			break;
+		}
+		case 'Q':
+			if (!strcmp(optarg, "dim"))
+				quant = SNAP_ANN_QUANT_DIM;
+			else if (!strcmp(optarg, "vector"))
+				quant = SNAP_ANN_QUANT_VECTOR;
+			else
+				die_usage("--ann-quant: dim or vector, got '%s'", optarg);
 			break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		default: fputs(usage_text, stderr); exit(EXIT_USAGE);
@@ -1006,8 +1064,9 @@ static int cmd_build(int argc, char **argv)
 
 	float *pop = NULL;
 	struct pop_stats st = { 0 };
+	struct events evs = { 0 };
 	if (inter_path) {
-		pop = load_interactions(inter_path, &cat, &users, half_life, &st);
+		pop = load_interactions(inter_path, &cat, &users, half_life, &st, neighbors ? &evs : NULL);
 		if (st.unknown_items)
 			fprintf(stderr, "%s:%llu: warning: unknown item '%s' (%llu of %llu interactions "
 				"reference unknown items; skipped)\n", inter_path,
@@ -1034,7 +1093,15 @@ static int cmd_build(int argc, char **argv)
 		.user_emb = ue.v,
 		.item_popularity = pop,
 		.popular_k = (uint32_t)popular_k,
+		.ann_enabled = ann < 0 ? cat.n >= 50000 : ann == 1,
+		.ann = { .nlist = (uint32_t)ann_lists, .seed = ann_seed, .quant = quant },
+		.neighbors_k = (uint32_t)neighbors,
+		.events = evs.v,
+		.n_events = evs.n,
+		.covisit_window_ms = (int64_t)window_ms,
 	};
+	struct snapb_stats bst = { 0 };
+	in.stats = &bst;
 	char err[512] = "";
 	int rc = snapb_write(&in, out, err, sizeof(err));
 	if (rc != 0) {
@@ -1047,7 +1114,12 @@ static int cmd_build(int argc, char **argv)
 	       "(read %.2f s, total %.2f s)\n",
 	       out, size, cat.n, users.n, ie.dim, (unsigned long long)(st.events - st.unknown_items),
 	       t_load, since(t0));
+	if (bst.nlist || in.neighbors_k)
+		printf("recd-snapshot: ann index %s (%u lists, %.2f s), neighbours %u per item (%llu co-visit "
+		       "pairs, %.2f s)\n", bst.nlist ? "written" : "not written", bst.nlist, bst.ann_s,
+		       in.neighbors_k, (unsigned long long)bst.covisit_pairs, bst.neighbors_s);
 
+	free(evs.v);
 	free(pop);
 	free(ue.own);
 	free(ue.in.buf);
@@ -1160,6 +1232,51 @@ static int cmd_inspect(int argc, char **argv)
 		putchar(' ');
 		print_str(snap_strtab_get(&s->item_titles, i), 32);
 		printf(" %10.2f\n", s->item_popularity[i]);
+	}
+
+	if (s->ann.nlist) {
+		const struct ann_index *ix = &s->ann;
+		printf("\nann index: %u lists (longest %u, mean %.1f), int8 codes of %u bytes, %s quantiser\n",
+		       ix->nlist, ix->max_list, (double)s->n_items / ix->nlist, ix->code_dim,
+		       ix->quant == SNAP_ANN_QUANT_DIM ? "per-dimension" : "per-vector");
+		uint64_t bytes = 0;
+		for (uint32_t k = 0; k < h->n_sections && k < SNAP_MAX_SECTIONS; k++)
+			if (h->sections[k].id >= SNAP_SEC_ANN_PARAMS && h->sections[k].id <= SNAP_SEC_ANN_CODE_SCALES)
+				bytes += h->sections[k].length;
+		printf("  %llu bytes, %.1f bytes per item\n", (unsigned long long)bytes, (double)bytes / s->n_items);
+	} else {
+		printf("\nann index: none (exact scan)\n");
+	}
+	if (s->cat_popular_off) {
+		uint32_t nc = (uint32_t)MIN((unsigned long)s->n_categories, rows);
+		printf("\ncategory popular (%u items over %u categories; first %u):\n",
+		       s->cat_popular_off[s->n_categories], s->n_categories, nc);
+		for (uint32_t k = 0; k < nc; k++) {
+			uint32_t b = s->cat_popular_off[k], e = s->cat_popular_off[k + 1];
+			printf("  ");
+			print_str(snap_strtab_get(&s->category_names, k), 12);
+			printf(" %6u items:", e - b);
+			for (uint32_t j = b; j < e && j < b + 5; j++) {
+				putchar(' ');
+				print_str(snap_item_id(s, s->cat_popular[j]), 0);
+			}
+			printf("%s\n", e - b > 5 ? " ..." : "");
+		}
+	}
+	if (s->neighbors_k) {
+		uint32_t ni2 = (uint32_t)MIN((unsigned long)s->n_items, rows);
+		printf("\nneighbours (%u per item; first %u items):\n", s->neighbors_k, ni2);
+		for (uint32_t i = 0; i < ni2; i++) {
+			const struct snap_neighbor *r = snap_item_neighbors(s, i);
+			printf("  ");
+			print_str(snap_item_id(s, i), 16);
+			for (uint32_t j = 0; j < s->neighbors_k && j < 5 && r[j].item != SNAP_EMPTY_SLOT; j++) {
+				printf(" ");
+				print_str(snap_item_id(s, r[j].item), 0);
+				printf(" (%.3f)", r[j].score);
+			}
+			printf("%s\n", s->neighbors_k > 5 ? " ..." : "");
+		}
 	}
 
 	uint32_t nu = (uint32_t)MIN((unsigned long)s->n_users, rows);

@@ -71,3 +71,15 @@ double rb_hist_mean(const struct rb_hist *h)
 {
 	return h->total ? h->sum / (double)h->total : 0.0;
 }
+
+uint64_t rb_hist_count_above(const struct rb_hist *h, uint64_t ns)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < RB_HIST_BUCKETS; i++) {
+		uint64_t low, width;
+		rb_hist_bucket(i, &low, &width);
+		if (low + width / 2 >= ns)
+			n += h->counts[i];
+	}
+	return n;
+}

@@ -63,4 +63,8 @@ uint64_t rb_hist_percentile(const struct rb_hist *h, double p);
 
 double rb_hist_mean(const struct rb_hist *h);
 
+/* How many values were recorded at or above `ns`, to bucket precision
+ * (a bucket counts when its midpoint is >= ns). */
+uint64_t rb_hist_count_above(const struct rb_hist *h, uint64_t ns);
+
 #endif

@@ -50,9 +50,11 @@ struct rb_stats {
 	uint64_t by_kind_ok[RB_KINDS];
 	double elapsed_s;             /* measured time actually spent */
 	double cpu_s;                 /* client CPU time (user + system) of all load threads */
+	double cpu_wall_s;            /* wall time those threads ran (warm-up and drain included) */
 	struct rb_hist lat;           /* all recorded 2xx latencies, ns */
 	struct rb_hist kind[RB_KINDS];
-	struct rb_hist send_lag;      /* open loop: actual send minus intended time */
+	struct rb_hist send_lag;      /* open loop: actual send minus intended time (includes waiting for a free connection) */
+	struct rb_hist wake_lag;      /* open loop: how late the loop woke for a due request: the generator's own health */
 	unsigned seconds;             /* per_sec entries */
 	struct rb_hist **per_sec;     /* by intended second of the measured time; NULL = none that second */
 };

@@ -17,13 +17,14 @@
 struct snap;
 
 /** Lists probed when the caller gives 0 (chosen from bench/bench_ann.c). */
-#define ANN_DEFAULT_NPROBE 32u
+#define ANN_DEFAULT_NPROBE 96u
 /** Approximate candidates re-scored exactly per result asked for. */
-#define ANN_DEFAULT_RERANK 4u
+#define ANN_DEFAULT_RERANK 2u
 /** Fewest candidates re-scored, whatever k (small k needs slack too). */
 #define ANN_MIN_CANDIDATES 64u
-/** Lists per item searched for its embedding neighbours at build time. */
-#define ANN_NEIGHBOR_PROBES 4u
+/** Best lists kept per item for its embedding neighbours at build time;
+ * the search stops once two lists and max(4k, 256) codes were scanned. */
+#define ANN_NEIGHBOR_PROBES 8u
 
 /** A view of an index: into a snapshot mapping, or into ann_built memory. */
 struct ann_index {
@@ -39,7 +40,7 @@ struct ann_index {
 };
 
 struct ann_build_params {
-	uint32_t nlist;         /** 0 = 4 * sqrt(n), at least 1 */
+	uint32_t nlist;         /** 0 = 2 * sqrt(n), at least 1 (docs/performance.md) */
 	uint64_t seed;          /** sample and initial centroids */
 	uint32_t iters;         /** Lloyd iterations; 0 = 8 */
 	uint32_t sample;        /** training points per list; 0 = 32 */

@@ -26,9 +26,10 @@ int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, 
 	w->admin = admin;
 	w->metrics = metrics_worker(id);
 	w->items = calloc((size_t)srv->cfg.max_n, sizeof(*w->items));
+	w->rec_scratch = rec_scratch_new((uint32_t)srv->cfg.max_n);
 	w->n_toks = API_MAX_JSON_TOKENS + (uint32_t)srv->cfg.max_events_per_request * API_TOKENS_PER_EVENT;
 	w->toks = calloc(w->n_toks, sizeof(*w->toks));
-	if (!w->items || !w->toks || buf_init(&w->body, 64 * 1024))
+	if (!w->items || !w->rec_scratch || !w->toks || buf_init(&w->body, 64 * 1024))
 		goto fail;
 	return 0;
 fail:
@@ -40,6 +41,8 @@ void api_worker_free(struct api_worker *w)
 {
 	free(w->items);
 	w->items = NULL;
+	rec_scratch_free(w->rec_scratch);
+	w->rec_scratch = NULL;
 	free(w->toks);
 	w->toks = NULL;
 	buf_free(&w->body);
@@ -156,7 +159,8 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 	if (unlikely(!s))
 		return api_fail(out, close, 503, "not_ready", "no snapshot loaded yet");
 
-	struct rec_query q = { .snap = s, .user = -1, .item = -1, .n = (uint32_t)p->n };
+	struct rec_query q = { .snap = s, .user = -1, .item = -1, .n = (uint32_t)p->n,
+			       .nprobe = (uint32_t)cfg->ann_nprobe };
 	if (p->item_len >= 0) {
 		q.item = snap_item_find(s, p->item_id, (size_t)p->item_len);
 		if (q.item < 0)
@@ -166,7 +170,7 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 		q.user = snap_user_find(s, p->user_id, (size_t)p->user_len);
 
 	enum rec_strategy strategy;
-	uint32_t n = rec_recommend(&q, w->items, &strategy);
+	uint32_t n = rec_recommend(&q, w->rec_scratch, w->items, &strategy);
 	metrics_inc(&w->metrics->strategy[strategy]);
 
 	struct buf *b = &w->body;
@@ -606,8 +610,10 @@ static int api_events(struct api_worker *w, const struct http_request *req, bool
 		return api_fail(out, close, 400, "bad_json", "no line of the body is JSON");
 	if (n_rej)
 		metrics_add(&w->metrics->events_rejected, n_rej);
-	if (accepted && upd_needs_wake(u))
-		w->wake_updater = true;
+	if (accepted) {
+		w->hold_seq = upd_produced(u, w->id);
+		w->wake_updater = upd_needs_wake(u);
+	}
 	/* {"accepted":N,"rejected":[...]} around what is in b */
 	char head[48];
 	int hl = snprintf(head, sizeof(head), "{\"accepted\":%u,\"rejected\":[", accepted);
@@ -648,8 +654,8 @@ static int api_forget_user(struct api_worker *w, const struct http_request *req,
 	ev->user_key = event_key(id.p, id.len);
 	ev->ts_ms = now_wall_ms();
 	upd_commit(u, w->id, ev);
-	if (upd_needs_wake(u))
-		w->wake_updater = true;
+	w->hold_seq = upd_produced(u, w->id);
+	w->wake_updater = upd_needs_wake(u);
 	struct buf *b = &w->body;
 	buf_reset(b);
 	buf_puts_lit(b, "{\"user_id\":");

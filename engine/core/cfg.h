@@ -30,6 +30,11 @@ struct recd_config {
 	char snapshot[PATH_MAX];   /* snapshot file to serve */
 	bool snapshot_watch;       /* reload when the file is replaced */
 	char plugins_dir[PATH_MAX];
+	char lua_dir[PATH_MAX];    /* the policy API library (lua/); "" = installed copy */
+	int64_t plugin_budget_us;  /* per hook call */
+	int64_t plugin_memory_mb;  /* Lua heap ceiling per worker (hard: 2x) */
+	int64_t plugin_breaker_threshold; /* consecutive failures before the breaker opens */
+	int64_t plugin_preflight_ms;      /* reload's forked test run of a policy set */
 	char state_dir[PATH_MAX];
 	int64_t max_connections;   /* whole process; refused with 503 beyond */
 	int64_t max_request_line;
@@ -42,6 +47,7 @@ struct recd_config {
 	int64_t ring_entries;      /* io_uring SQ entries per worker */
 	int64_t default_n;
 	int64_t max_n;
+	int64_t ann_nprobe;        /* ANN lists probed first per query */
 	int64_t event_ring_size;        /* per worker, power of two */
 	int64_t max_events_per_request;
 	int64_t live_max_users;

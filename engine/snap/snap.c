@@ -780,7 +780,16 @@ static void warm_section(const struct snap *s, uint32_t id)
 			continue;
 		/* madvise wants a page-aligned start; sections are only 64-aligned. */
 		uint64_t start = e->offset & ~((uint64_t)page - 1);
-		madvise((void *)(s->base + start), e->offset + e->length - start, MADV_WILLNEED);
+		void *p = (void *)(s->base + start);
+		size_t len = e->offset + e->length - start;
+		/* Map the pages now, not on a request's first touch (a minor fault
+		 * per 4 KiB page costs more than scoring the rows on it); older
+		 * kernels only get the read-ahead. */
+#ifdef MADV_POPULATE_READ
+		if (madvise(p, len, MADV_POPULATE_READ) == 0)
+			continue;
+#endif
+		madvise(p, len, MADV_WILLNEED);
 	}
 }
 
@@ -790,8 +799,12 @@ void snap_warm(const struct snap *s)
 		return;
 	warm_section(s, SNAP_SEC_ITEM_EMB);
 	warm_section(s, SNAP_SEC_USER_EMB);
-	warm_section(s, SNAP_SEC_ANN_CODES);
+	warm_section(s, SNAP_SEC_ITEM_FLAGS);
+	warm_section(s, SNAP_SEC_ITEM_STOCK);
 	warm_section(s, SNAP_SEC_ANN_CENTROIDS);
+	warm_section(s, SNAP_SEC_ANN_LIST_ITEMS);
+	warm_section(s, SNAP_SEC_ANN_CODES);
+	warm_section(s, SNAP_SEC_ANN_CODE_SCALES);
 }
 
 static int64_t hindex_find(const struct snap_hindex *ix, const struct snap_strtab *ids,

@@ -286,6 +286,164 @@ static uint32_t select_popular(const struct snapb_input *in, uint32_t k, uint32_
 	return n;
 }
 
+/* ---- category popularity: per category, the top k servable items ---- */
+
+static int cmp_cat_pop(const void *a, const void *b, void *ctx)
+{
+	const struct snapb_input *in = ((const void *const *)ctx)[0];
+	const uint32_t *cat_of = ((const void *const *)ctx)[1];
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	if (cat_of[x] != cat_of[y])
+		return cat_of[x] < cat_of[y] ? -1 : 1;
+	struct pop p = { in->item_popularity };
+	return pop_better(&p, x, y) ? -1 : pop_better(&p, y, x) ? 1 : 0;
+}
+
+/* Fills off[n_cat + 1] and items (room for n_items); returns 0 or -ENOMEM. */
+static int select_cat_popular(const struct snapb_input *in, const uint32_t *cat_of, uint32_t n_cat, uint32_t k,
+			      uint32_t *off, uint32_t *items)
+{
+	uint32_t *all = malloc((size_t)in->n_items * sizeof(*all)), m = 0;
+	if (!all)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < in->n_items; i++)
+		if (in->items[i].available && in->items[i].stock > 0)
+			all[m++] = i;
+	const void *ctx[2] = { in, cat_of };
+	qsort_r(all, m, sizeof(*all), cmp_cat_pop, ctx);
+	uint32_t w = 0, j = 0;
+	for (uint32_t c = 0; c < n_cat; c++) {
+		off[c] = w;
+		uint32_t taken = 0;
+		for (; j < m && cat_of[all[j]] == c; j++)
+			if (taken < k)
+				items[w++] = all[j], taken++;
+	}
+	off[n_cat] = w;
+	free(all);
+	return 0;
+}
+
+/* ---- neighbours: co-visitation counts, topped up from the index ---- */
+
+static float dot_rows(const float *a, const float *b, uint32_t dim)
+{
+	double s = 0;
+	for (uint32_t d = 0; d < dim; d++)
+		s += (double)a[d] * b[d];
+	return (float)s;
+}
+
+static int cmp_event(const void *a, const void *b)
+{
+	const struct snapb_event *x = a, *y = b;
+	if (x->user != y->user)
+		return x->user < y->user ? -1 : 1;
+	if (x->ts_ms != y->ts_ms)
+		return x->ts_ms < y->ts_ms ? -1 : 1;
+	return x->item < y->item ? -1 : x->item > y->item;
+}
+
+/* Calls fn(ctx, a, b) for each ordered co-visited pair, both directions:
+ * the same user, at most SNAPB_COVISIT_LOOKBACK events and `window` ms
+ * apart, two different items. `ev` is sorted by user then time. */
+static void covisit_pairs(const struct snapb_event *ev, uint64_t n, int64_t window,
+			  void (*fn)(void *, uint32_t, uint32_t), void *ctx)
+{
+	for (uint64_t j = 1; j < n; j++) {
+		for (uint64_t i = j; i-- > 0 && j - i <= SNAPB_COVISIT_LOOKBACK;) {
+			if (ev[i].user != ev[j].user || ev[j].ts_ms - ev[i].ts_ms > window)
+				break;
+			if (ev[i].item == ev[j].item)
+				continue;
+			fn(ctx, ev[i].item, ev[j].item);
+			fn(ctx, ev[j].item, ev[i].item);
+		}
+	}
+}
+
+struct adj {
+	uint64_t *off;      /* n_items + 1 */
+	uint32_t *to;
+};
+
+static void adj_count(void *ctx, uint32_t a, uint32_t b)
+{
+	(void)b;
+	((struct adj *)ctx)->off[a + 1]++;
+}
+
+static void adj_fill(void *ctx, uint32_t a, uint32_t b)
+{
+	struct adj *g = ctx;
+	g->to[g->off[a]++] = b;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Fills the first filled[i] entries of each row with item i's most
+ * co-visited items (count desc, index asc), scored by inner product. */
+static int covisit_neighbors(const struct snapb_input *in, uint32_t k, struct snap_neighbor *rows,
+			     uint32_t *filled, uint64_t *pairs_out)
+{
+	uint32_t n = in->n_items;
+	struct adj g = { 0 };
+	struct snapb_event *ev = NULL;
+	struct topk_item *h = NULL;
+	int rc = -ENOMEM;
+	uint64_t m = 0;
+
+	ev = malloc(MAX(in->n_events, 1) * sizeof(*ev));
+	g.off = calloc((size_t)n + 1, sizeof(*g.off));
+	h = malloc((size_t)k * sizeof(*h));
+	if (!ev || !g.off || !h)
+		goto out;
+	for (uint64_t e = 0; e < in->n_events; e++)
+		if (in->events[e].item < n)
+			ev[m++] = in->events[e];
+	qsort(ev, m, sizeof(*ev), cmp_event);
+	int64_t window = in->covisit_window_ms > 0 ? in->covisit_window_ms : SNAPB_COVISIT_WINDOW_MS;
+	covisit_pairs(ev, m, window, adj_count, &g);
+	for (uint32_t i = 0; i < n; i++)
+		g.off[i + 1] += g.off[i];
+	*pairs_out = g.off[n];
+	g.to = malloc(MAX(g.off[n], 1) * sizeof(*g.to));
+	if (!g.to)
+		goto out;
+	covisit_pairs(ev, m, window, adj_fill, &g);   /* off[a] now ends list a */
+	for (uint32_t a = 0; a < n; a++) {
+		uint64_t beg = a ? g.off[a - 1] : 0, end = g.off[a];
+		uint32_t nh = 0;
+		qsort(g.to + beg, end - beg, sizeof(*g.to), cmp_u32);
+		for (uint64_t p = beg; p < end;) {
+			uint64_t q = p;
+			while (q < end && g.to[q] == g.to[p])
+				q++;
+			topk_push(h, &nh, k, (struct topk_item){ g.to[p], (float)(q - p) });
+			p = q;
+		}
+		topk_sort(h, nh);
+		struct snap_neighbor *row = rows + (size_t)a * k;
+		for (uint32_t j = 0; j < nh; j++) {
+			uint32_t b = h[j].item;
+			row[j] = (struct snap_neighbor){ b, dot_rows(in->item_emb + (size_t)a * in->dim,
+								     in->item_emb + (size_t)b * in->dim, in->dim) };
+		}
+		filled[a] = nh;
+	}
+	rc = 0;
+out:
+	free(ev);
+	free(g.off);
+	free(g.to);
+	free(h);
+	return rc;
+}
+
 /* ---- sequential writer ---- */
 
 struct wr {
@@ -419,7 +577,10 @@ static int fsync_dir(const char *path)
 int snapb_write(const struct snapb_input *in, const char *path, char *err, size_t errlen)
 {
 	struct htab items = { 0 }, users = { 0 };
-	uint32_t *cat_of = NULL, *cat_first = NULL, *popular = NULL;
+	uint32_t *cat_of = NULL, *cat_first = NULL, *popular = NULL, *cat_pop = NULL, *filled = NULL;
+	struct snap_neighbor *nbr = NULL;
+	struct ann_built ann = { 0 };
+	bool ann_made = false;
 	struct snap_header *hdr = NULL;
 	struct wr w = { .fd = -1 };
 	char tmp[PATH_MAX];
@@ -454,6 +615,41 @@ int snapb_write(const struct snapb_input *in, const char *path, char *err, size_
 		goto fail;
 	c.cat_first = cat_first;
 	n_pop = select_popular(in, k, popular);
+	cat_pop = malloc(((size_t)n_cat + 1 + n) * sizeof(*cat_pop));
+	if (!cat_pop || select_cat_popular(in, cat_of, n_cat, k, cat_pop, cat_pop + n_cat + 1)) {
+		berr(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto fail;
+	}
+
+	uint64_t t0 = now_ns();
+	if (in->ann_enabled || in->neighbors_k) {
+		if ((rc = ann_build(in->item_emb, n, in->dim, &in->ann, in->neighbors_k > 0, &ann, err, errlen)))
+			goto fail;
+		ann_made = true;
+	}
+	uint64_t t1 = now_ns(), pairs = 0;
+	if (in->neighbors_k) {
+		uint32_t nk = in->neighbors_k;
+		if (nk > 1024) {
+			rc = berr(err, errlen, "neighbors_k %u, at most 1024", nk);
+			goto fail;
+		}
+		nbr = calloc((size_t)n * nk, sizeof(*nbr));
+		filled = calloc(n, sizeof(*filled));
+		if (!nbr || !filled || (in->n_events && covisit_neighbors(in, nk, nbr, filled, &pairs)) ||
+		    ann_fill_neighbors(&ann, in->item_emb, n, nk, nbr, filled)) {
+			berr(err, errlen, "out of memory");
+			rc = -ENOMEM;
+			goto fail;
+		}
+	}
+	if (in->stats) {
+		in->stats->ann_s = (double)(t1 - t0) / 1e9;
+		in->stats->neighbors_s = (double)(now_ns() - t1) / 1e9;
+		in->stats->covisit_pairs = pairs;
+		in->stats->nlist = in->ann_enabled ? ann.params.nlist : 0;
+	}
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp)) {
 		rc = -ENAMETOOLONG;
@@ -499,6 +695,40 @@ int snapb_write(const struct snapb_input *in, const char *path, char *err, size_
 	wr_begin(&w, SNAP_SEC_POPULAR);
 	wr_put(&w, popular, (size_t)n_pop * sizeof(*popular));
 	wr_end(&w);
+	wr_begin(&w, SNAP_SEC_CATEGORY_POPULAR);
+	wr_put(&w, cat_pop, ((size_t)n_cat + 1 + cat_pop[n_cat]) * sizeof(*cat_pop));
+	wr_end(&w);
+	if (nbr) {
+		struct snap_neighbors_header nh = { .k = in->neighbors_k };
+		wr_begin(&w, SNAP_SEC_ITEM_NEIGHBORS);
+		wr_put(&w, &nh, sizeof(nh));
+		wr_put(&w, nbr, (size_t)n * in->neighbors_k * sizeof(*nbr));
+		wr_end(&w);
+	}
+	if (in->ann_enabled) {
+		const struct ann_index *ix = &ann.ix;
+		wr_begin(&w, SNAP_SEC_ANN_PARAMS);
+		wr_put(&w, &ann.params, sizeof(ann.params));
+		wr_put(&w, ann.dim_quant, 2 * (size_t)ix->code_dim * sizeof(float));
+		wr_end(&w);
+		wr_begin(&w, SNAP_SEC_ANN_CENTROIDS);
+		wr_put(&w, ann.centroids, (size_t)(ix->nlist + 7) / 8 * ix->dim * 8 * sizeof(float));
+		wr_end(&w);
+		wr_begin(&w, SNAP_SEC_ANN_LIST_OFFSETS);
+		wr_put(&w, ann.list_off, ((size_t)ix->nlist + 1) * sizeof(uint32_t));
+		wr_end(&w);
+		wr_begin(&w, SNAP_SEC_ANN_LIST_ITEMS);
+		wr_put(&w, ann.list_items, (size_t)n * sizeof(uint32_t));
+		wr_end(&w);
+		wr_begin(&w, SNAP_SEC_ANN_CODES);
+		wr_put(&w, ann.codes, (size_t)n * ix->code_dim);
+		wr_end(&w);
+		if (ann.code_scale) {
+			wr_begin(&w, SNAP_SEC_ANN_CODE_SCALES);
+			wr_put(&w, ann.code_scale, (size_t)n * sizeof(float));
+			wr_end(&w);
+		}
+	}
 	if (in->n_users) {
 		if ((rc = wr_strtab(&w, SNAP_SEC_USER_IDS, in->n_users, get_user_id, &c, err, errlen)))
 			goto fail;
@@ -569,6 +799,11 @@ fail:
 	free(w.buf);
 	free(hdr);
 	free(popular);
+	free(cat_pop);
+	free(nbr);
+	free(filled);
+	if (ann_made)
+		ann_built_free(&ann);
 	free(cat_first);
 	free(cat_of);
 	free(users.slots);

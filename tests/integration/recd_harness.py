@@ -62,6 +62,31 @@ class Dataset:
         scores[~self.servable] = -np.inf
         return scores
 
+    def covisit_counts(self, lookback=10, window_ms=3600000):
+        """{a: {b: n}}: how often b came within `lookback` events and
+        `window_ms` of a in one user's history (both directions)."""
+        by_user = {}
+        with open(os.path.join(self.dir, "interactions.csv")) as f:
+            next(f)
+            for line in f:
+                user, item, _typ, ts = line.rstrip("\n").split(",")[:4]
+                by_user.setdefault(user, []).append((int(ts), self.item_index[item]))
+        counts = {}
+        for evs in by_user.values():
+            evs.sort()
+            for j in range(1, len(evs)):
+                for i in range(j - 1, max(-1, j - 1 - lookback), -1):
+                    if evs[j][0] - evs[i][0] > window_ms:
+                        break
+                    a, b = evs[i][1], evs[j][1]
+                    if a == b:
+                        continue
+                    counts.setdefault(a, {}).setdefault(b, 0)
+                    counts[a][b] += 1
+                    counts.setdefault(b, {}).setdefault(a, 0)
+                    counts[b][a] += 1
+        return counts
+
     def popular(self, n):
         order = sorted(range(len(self.items)), key=lambda i: (-self.popularity[i], i))
         return [self.item_ids[i] for i in order if self.servable[i]][:n]

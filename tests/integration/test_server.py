@@ -112,11 +112,36 @@ class Recommendations(Base):
         self.assertEqual([it["id"] for it in body["items"]], DATA.popular(7))
 
     def test_similar_items(self):
-        item = 42
-        status, body = self.c.get_json("/v1/recommendations?item_id=%s&n=10" % DATA.item_ids[item])
-        self.assertEqual(status, 200, body)
-        self.assertEqual(body["strategy"], "similar")
-        self.check_against_exact(body["items"], DATA.item_emb[item], 10, exclude=item)
+        # The ITEM_NEIGHBORS row leads: items co-visited with the context
+        # item (same user, <= 10 events and 1 h apart), most co-visits
+        # first, counted here independently of the builder; the row and
+        # then the index fill the rest with embedding neighbours.
+        covisits = DATA.covisit_counts()
+        tail_hits = tail_total = 0
+        for item in (42, 7, 1234, 2999, 0):
+            status, body = self.c.get_json("/v1/recommendations?item_id=%s&n=10" % DATA.item_ids[item])
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["strategy"], "similar")
+            got = [DATA.item_index[it["id"]] for it in body["items"]]
+            self.assertEqual(len(got), 10)
+            self.assertEqual(len(set(got)), 10, "no duplicates")
+            self.assertNotIn(item, got)
+            self.assertTrue(all(DATA.servable[i] for i in got))
+            row = sorted(covisits.get(item, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+            prefix = [b for b, _ in row if DATA.servable[b]][:10]
+            self.assertEqual(got[:len(prefix)], prefix, "co-visited items first, most co-visits first")
+            scores = DATA.exact_scores(DATA.item_emb[item])
+            for it in body["items"]:
+                self.assertAlmostEqual(it["score"], scores[DATA.item_index[it["id"]]], delta=1e-4)
+            tail = got[len(prefix):]
+            if tail:
+                scores[item] = -np.inf
+                scores[prefix] = -np.inf
+                best = set(np.argsort(-scores)[:len(tail)].tolist())
+                tail_hits += len(best & set(tail))
+                tail_total += len(tail)
+        if tail_total:
+            self.assertGreaterEqual(tail_hits / tail_total, 0.9, "embedding neighbours recall")
 
     def test_unknown_item_is_400(self):
         status, body = self.c.get_json("/v1/recommendations?item_id=no-such-item")

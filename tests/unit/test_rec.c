@@ -92,7 +92,7 @@ int main(void)
 	for (int u = 0; u < N_USERS; u++) {
 		enum rec_strategy st;
 		struct rec_query q = { s, u, -1, 25 };
-		uint32_t n = rec_recommend(&q, out, &st);
+		uint32_t n = rec_recommend(&q, NULL, out, &st);
 		CHECK(st == REC_PERSONALIZED);
 		CHECK(n == 25);
 		/* Reference: the 25th best exact score among servable items. */
@@ -120,7 +120,7 @@ int main(void)
 	/* Similar to item 1: item 2 (identical vector) first, item 1 excluded. */
 	enum rec_strategy st;
 	struct rec_query qs = { s, -1, 1, 10 };
-	uint32_t n = rec_recommend(&qs, out, &st);
+	uint32_t n = rec_recommend(&qs, NULL, out, &st);
 	CHECK(st == REC_SIMILAR && n == 10);
 	CHECK(out[0].item == 2);
 	for (uint32_t i = 0; i < n; i++)
@@ -128,7 +128,7 @@ int main(void)
 
 	/* Popular: servable only, by popularity then index; n larger than the list. */
 	struct rec_query qp = { s, -1, -1, 64 };
-	n = rec_recommend(&qp, out, &st);
+	n = rec_recommend(&qp, NULL, out, &st);
 	CHECK(st == REC_POPULAR);
 	CHECK(n == 64);
 	for (uint32_t i = 0; i < n; i++) {

@@ -576,7 +576,7 @@ static void test_corruptions(void)
 
 	/* A byte flipped in each section in turn. */
 	uint32_t nsec = hdr(&good)->n_sections;
-	CHECK(nsec == 14);
+	CHECK(nsec == 15);   /* the 14 required ones and CATEGORY_POPULAR */
 	for (uint32_t i = 0; i < nsec; i++) {
 		m = img_dup(&good);
 		e = &hdr(&m)->sections[i];
@@ -885,10 +885,24 @@ static int build_seed(const struct snapb_input *in, struct img *out)
 	return out->size ? 0 : -1;
 }
 
+static struct snapb_input ann_input(uint32_t quant);
+
 static int write_corpus(const char *out)
 {
 	struct img m, c;
 	int rc = 0;
+
+	/* With the optional sections (ANN index, neighbours, category lists). */
+	struct snapb_input ain = ann_input(SNAP_ANN_QUANT_DIM);
+	if (build_seed(&ain, &m))
+		return 1;
+	rc |= write_seed(out, "valid-ann", &m);
+	c = img_dup(&m);
+	((uint32_t *)sec_ptr(&c, SNAP_SEC_ANN_LIST_ITEMS))[1] = 1000;
+	fix_sums(&c);
+	rc |= write_seed(out, "bad-ann-items-fixedsum", &c);
+	free(c.p);
+	free(m.p);
 
 	/* 1 item, dim 1, no users. */
 	static const struct snapb_item one[] = { { "only", "The one", "c", 1.0f, 1, true } };
@@ -985,6 +999,256 @@ static void cleanup_dir(void)
 	rmdir(dir);
 }
 
+/* ---- optional sections: ANN index, neighbours, category popularity ---- */
+
+static const struct snapb_event events[] = {
+	{ 1, 1000, 0 }, { 1, 2000, 2 },                  /* user 1: a, c */
+	{ 2, 5000, 0 }, { 2, 5500, 2 }, { 2, 6000, 4 },  /* user 2: a, c, e */
+	{ 3, 0, 0 }, { 3, 99000000, 5 },                 /* user 3: a ... f, far apart */
+};
+
+static struct snapb_input ann_input(uint32_t quant)
+{
+	struct snapb_input in = base_input();
+	in.ann_enabled = true;
+	in.ann = (struct ann_build_params){ .nlist = 2, .seed = 3, .quant = quant };
+	in.neighbors_k = 8;    /* more than the 6 other items: rows end in padding */
+	in.events = events;
+	in.n_events = ARRAY_SIZE(events);
+	return in;
+}
+
+/* Drops section `id` from the table (its bytes stay, unreferenced). */
+static void drop_section(struct img *m, uint32_t id)
+{
+	struct snap_header *h = hdr(m);
+	struct snap_section_entry *e = sec(m, id);
+	*e = h->sections[h->n_sections - 1];
+	memset(&h->sections[--h->n_sections], 0, sizeof(*e));
+}
+
+static void test_optional_round_trip(void)
+{
+	char path[128], err[256] = "";
+	path_of(path, sizeof(path), "ann.snap");
+	struct snapb_input in = ann_input(SNAP_ANN_QUANT_DIM);
+	CHECK(snapb_write(&in, path, err, sizeof(err)) == 0);
+	struct snap *s = NULL;
+	CHECK(snap_open(path, &s, err, sizeof(err)) == 0);
+	unlink(path);
+	if (!s) {
+		fprintf(stderr, "snap_open: %s\n", err);
+		return;
+	}
+	CHECK(s->ann.nlist == 2 && s->ann.dim == DIM && s->ann.code_dim == 32);
+	CHECK(s->ann.list_off[0] == 0 && s->ann.list_off[2] == N_ITEMS);
+	/* Categories: books {a, c}, music {b, f}, "" {d}, toys {e, x}; only
+	 * servable items, by popularity, ties by index. */
+	CHECK(s->cat_popular_off != NULL);
+	static const uint32_t off[] = { 0, 2, 3, 3, 5 }, items_want[] = { 2, 0, 5, 4, 6 };
+	for (uint32_t c = 0; c <= 4 && s->cat_popular_off; c++)
+		CHECK(s->cat_popular_off[c] == off[c]);
+	for (uint32_t j = 0; j < 5 && s->cat_popular_off; j++)
+		CHECK(s->cat_popular[j] == items_want[j]);
+	/* Neighbours of a (0): c twice co-visited, e once; f is outside the
+	 * window; then embedding neighbours; never a itself. */
+	CHECK(s->neighbors_k == 8);
+	if (s->neighbors_k == 8) {
+		const struct snap_neighbor *r = snap_item_neighbors(s, 0);
+		CHECK(r[0].item == 2 && r[1].item == 4);
+		uint32_t used = 0;
+		for (uint32_t j = 0; j < 8; j++) {
+			if (r[j].item == SNAP_EMPTY_SLOT)
+				break;
+			CHECK(r[j].item != 0 && r[j].item < N_ITEMS);
+			used++;
+		}
+		CHECK(used == 6);
+		CHECK(r[6].item == SNAP_EMPTY_SLOT && r[7].item == SNAP_EMPTY_SLOT);
+		/* The embedding top-up is by inner product, best first. */
+		for (uint32_t j = 3; j < used; j++)
+			CHECK(r[j - 1].score >= r[j].score);
+		/* e (4): a and c once each (user 2), a first by index. */
+		const struct snap_neighbor *re = snap_item_neighbors(s, 4);
+		CHECK(re[0].item == 0 && re[1].item == 2);
+	}
+	snap_close(s);
+}
+
+static void test_optional_corruptions(void)
+{
+	char path[128], err[256] = "";
+	path_of(path, sizeof(path), "ann.snap");
+	struct snapb_input in = ann_input(SNAP_ANN_QUANT_DIM);
+	CHECK(snapb_write(&in, path, err, sizeof(err)) == 0);
+	struct img good = img_read(path);
+	in = ann_input(SNAP_ANN_QUANT_VECTOR);
+	CHECK(snapb_write(&in, path, err, sizeof(err)) == 0);
+	struct img vgood = img_read(path);
+	unlink(path);
+	if (!good.size || !vgood.size || !sec(&good, SNAP_SEC_ANN_PARAMS) || !sec(&vgood, SNAP_SEC_ANN_CODE_SCALES)) {
+		CHECK(!"optional sections written");
+		return;
+	}
+	struct img m;
+	struct snap_ann_params *ap;
+	uint32_t *u;
+
+	/* A snapshot without the optional sections still loads. */
+	m = img_dup(&good);
+	static const uint32_t optional[] = { SNAP_SEC_ANN_PARAMS, SNAP_SEC_ANN_CENTROIDS, SNAP_SEC_ANN_LIST_OFFSETS,
+					     SNAP_SEC_ANN_LIST_ITEMS, SNAP_SEC_ANN_CODES, SNAP_SEC_ITEM_NEIGHBORS,
+					     SNAP_SEC_CATEGORY_POPULAR };
+	for (size_t i = 0; i < ARRAY_SIZE(optional); i++)
+		drop_section(&m, optional[i]);
+	fix_sums(&m);
+	struct snap sv;
+	CHECK(snap_validate(m.p, m.size, &sv, err, sizeof(err)) == 0);
+	CHECK(sv.ann.nlist == 0 && sv.neighbors_k == 0 && sv.cat_popular_off == NULL);
+	free(m.p);
+
+	/* The index is all or nothing. */
+	m = img_dup(&good);
+	drop_section(&m, SNAP_SEC_ANN_CODES);
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ANN_CODES: missing (the other ANN sections are present)");
+	free(m.p);
+
+#define PARAMS_CASE(stmt, msg)                                   \
+	do {                                                     \
+		m = img_dup(&good);                              \
+		ap = sec_ptr(&m, SNAP_SEC_ANN_PARAMS);           \
+		stmt;                                            \
+		fix_sums(&m);                                    \
+		EXPECT_BAD(&m, msg);                             \
+		free(m.p);                                       \
+	} while (0)
+	PARAMS_CASE(ap->nlist = 0, "section ANN_PARAMS: nlist 0 out of range 1..7");
+	PARAMS_CASE(ap->nlist = 8, "section ANN_PARAMS: nlist 8 out of range 1..7");
+	PARAMS_CASE(ap->code_dim = 16, "section ANN_PARAMS: code_dim 16, dim 5 needs 32");
+	PARAMS_CASE(ap->quant = 9, "section ANN_PARAMS: unknown quantiser 9");
+	PARAMS_CASE(ap->max_list += 1, "section ANN_PARAMS: max_list");
+	PARAMS_CASE(((float *)(ap + 1))[3] = NAN, "section ANN_PARAMS: quantiser value 3 is NaN or infinite");
+	PARAMS_CASE(((float *)(ap + 1))[1] = -1.0f, "section ANN_PARAMS: dimension 1 has a negative scale");
+	PARAMS_CASE(((float *)(ap + 1))[32 + 7] = 1.0f, "section ANN_PARAMS: padding dimension 7 not zero");
+	PARAMS_CASE(ap->quant = SNAP_ANN_QUANT_VECTOR, "section ANN_CODE_SCALES: missing (the quantiser is per-vector)");
+
+	/* Centroids: eight lanes per block, nlist 2 leaves lanes 2..7 padding. */
+	m = img_dup(&good);
+	((float *)sec_ptr(&m, SNAP_SEC_ANN_CENTROIDS))[3 * 8 + 1] = INFINITY;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ANN_CENTROIDS: value 25 is NaN or infinite");
+	free(m.p);
+	m = img_dup(&good);
+	((float *)sec_ptr(&m, SNAP_SEC_ANN_CENTROIDS))[4 * 8 + 2] = 0.5f;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ANN_CENTROIDS: padding lane 2 not zero");
+	free(m.p);
+	m = img_dup(&good);
+	sec(&m, SNAP_SEC_ANN_CENTROIDS)->length -= 64;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ANN_CENTROIDS: length 96, counts imply 160");
+	free(m.p);
+
+	/* List offsets. */
+#define LIST_CASE(sid, stmt, msg)                                \
+	do {                                                     \
+		m = img_dup(&good);                              \
+		u = sec_ptr(&m, sid);                            \
+		stmt;                                            \
+		fix_sums(&m);                                    \
+		EXPECT_BAD(&m, msg);                             \
+		free(m.p);                                       \
+	} while (0)
+	LIST_CASE(SNAP_SEC_ANN_LIST_OFFSETS, u[0] = 1, "section ANN_LIST_OFFSETS: first offset 1, expected 0");
+	LIST_CASE(SNAP_SEC_ANN_LIST_OFFSETS, u[1] = 9, "section ANN_LIST_OFFSETS: offsets not monotonic at list 2");
+	LIST_CASE(SNAP_SEC_ANN_LIST_OFFSETS, u[2] = 6, "section ANN_LIST_OFFSETS: lists end at 6, expected n_items 7");
+	/* List items: a permutation, ascending inside each list. */
+	LIST_CASE(SNAP_SEC_ANN_LIST_ITEMS, u[0] = 99, "section ANN_LIST_ITEMS: position 0 is item 99, only 7 items");
+	LIST_CASE(SNAP_SEC_ANN_LIST_ITEMS, u[6] = u[0], "listed twice");
+	LIST_CASE(SNAP_SEC_ANN_LIST_ITEMS, { uint32_t t = u[0]; u[0] = u[1]; u[1] = t; },
+		  "not in ascending item order");
+	/* Codes: padding bytes are read by the kernel. */
+	m = img_dup(&good);
+	((int8_t *)sec_ptr(&m, SNAP_SEC_ANN_CODES))[2 * 32 + 20] = 1;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ANN_CODES: position 2 padding byte 20 not zero");
+	free(m.p);
+	m = img_dup(&good);
+	sec(&m, SNAP_SEC_ANN_CODES)->length = 6 * 32;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ANN_CODES: length 192, counts imply 224");
+	free(m.p);
+
+	/* Per-vector codes: scales finite, non-negative; not with per-dim. */
+	m = img_dup(&vgood);
+	((float *)sec_ptr(&m, SNAP_SEC_ANN_CODE_SCALES))[3] = NAN;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ANN_CODE_SCALES: position 3 is NaN or infinite");
+	free(m.p);
+	m = img_dup(&vgood);
+	((float *)sec_ptr(&m, SNAP_SEC_ANN_CODE_SCALES))[1] = -2.0f;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ANN_CODE_SCALES: position 1 has a negative scale");
+	free(m.p);
+	m = img_dup(&vgood);
+	((struct snap_ann_params *)sec_ptr(&m, SNAP_SEC_ANN_PARAMS))->quant = SNAP_ANN_QUANT_DIM;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ANN_CODE_SCALES: present but the quantiser is per-dimension");
+	free(m.p);
+
+	/* Neighbours: header k, then 8 entries per item. */
+#define NB(mm) ((struct snap_neighbor *)((uint8_t *)sec_ptr(&(mm), SNAP_SEC_ITEM_NEIGHBORS) + 64))
+	m = img_dup(&good);
+	((struct snap_neighbors_header *)sec_ptr(&m, SNAP_SEC_ITEM_NEIGHBORS))->k = 0;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ITEM_NEIGHBORS: k 0 out of range 1..1024");
+	free(m.p);
+	m = img_dup(&good);
+	((struct snap_neighbors_header *)sec_ptr(&m, SNAP_SEC_ITEM_NEIGHBORS))->k = 9;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ITEM_NEIGHBORS: length 512, counts imply 568");
+	free(m.p);
+	m = img_dup(&good);
+	NB(m)[2 * 8 + 1].item = 2;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ITEM_NEIGHBORS: item 2 is its own neighbour");
+	free(m.p);
+	m = img_dup(&good);
+	NB(m)[3 * 8 + 0].item = 7;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ITEM_NEIGHBORS: item 3 neighbour 0 is item 7, only 7 items");
+	free(m.p);
+	m = img_dup(&good);
+	NB(m)[1 * 8 + 2].score = NAN;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ITEM_NEIGHBORS: item 1 neighbour 2 score is NaN or infinite");
+	free(m.p);
+	m = img_dup(&good);
+	NB(m)[5 * 8 + 3].item = NB(m)[5 * 8 + 1].item;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ITEM_NEIGHBORS: item 5 lists neighbour");
+	free(m.p);
+	m = img_dup(&good);
+	NB(m)[0 * 8 + 7].item = 1;
+	fix_sums(&m);
+	EXPECT_BAD(&m, "section ITEM_NEIGHBORS: item 0: entry 7 after the padding");
+	free(m.p);
+
+	/* Category popularity: offsets[5] then the items. */
+	LIST_CASE(SNAP_SEC_CATEGORY_POPULAR, u[0] = 1, "section CATEGORY_POPULAR: first offset 1, expected 0");
+	LIST_CASE(SNAP_SEC_CATEGORY_POPULAR, u[2] = 1, "section CATEGORY_POPULAR: offsets not monotonic at category 2");
+	LIST_CASE(SNAP_SEC_CATEGORY_POPULAR, u[4] = 4, "section CATEGORY_POPULAR: length 40, offsets imply 36");
+	LIST_CASE(SNAP_SEC_CATEGORY_POPULAR, u[5 + 1] = 70, "section CATEGORY_POPULAR: category 0 entry 1 is item 70");
+	LIST_CASE(SNAP_SEC_CATEGORY_POPULAR, u[5 + 1] = 5, "section CATEGORY_POPULAR: category 0 lists item 5 of category 1");
+	LIST_CASE(SNAP_SEC_CATEGORY_POPULAR, u[5 + 1] = 2, "section CATEGORY_POPULAR: item 2 listed twice");
+#undef NB
+#undef LIST_CASE
+#undef PARAMS_CASE
+	free(good.p);
+	free(vgood.p);
+}
+
 int main(int argc, char **argv)
 {
 	snprintf(dir, sizeof(dir), "/tmp/test_snap.XXXXXX");
@@ -1002,6 +1266,8 @@ int main(int argc, char **argv)
 	test_variants();
 	test_builder_refusals();
 	test_corruptions();
+	test_optional_round_trip();
+	test_optional_corruptions();
 	cleanup_dir();
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);

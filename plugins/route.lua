@@ -1,0 +1,45 @@
+-- route.lua: which candidate sources serve a request, and how many items
+-- each should bring. Runs once per request, before candidates are fetched.
+--
+-- The three cold-start tiers:
+--   anonymous (no history)      -> trending and popular items
+--   new (1 to 9 interactions)   -> items similar to what they just viewed
+--   returning (10 or more)      -> the shopper's own taste (collaborative)
+-- On a product page the page's item comes first: "similar items".
+local recd = require "recd"
+
+local S = recd.settings.route or {}
+local RETURNING_AFTER = S.returning_after or 10
+local FACTOR = S.fetch_factor or 4
+
+function route(req)
+	local n = req.n * FACTOR
+	local tier = recd.tier(req, RETURNING_AFTER)
+
+	if req.context_item then
+		return {
+			policy = "similar_items",
+			tier = tier,
+			sources = { { "similar", n }, { "popular", req.n } },
+		}
+	end
+
+	if tier == "anonymous" then
+		return {
+			policy = "cold_start_popular",
+			tier = tier,
+			sources = { { "trending", n }, { "popular", n } },
+		}
+	elseif tier == "new" then
+		return {
+			policy = "content_based",
+			tier = tier,
+			sources = { { "similar", n }, { "content", n }, { "popular", req.n } },
+		}
+	end
+	return {
+		policy = "collaborative",
+		tier = tier,
+		sources = { { "personalized", n }, { "session", n }, { "popular", req.n } },
+	}
+end
