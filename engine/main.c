@@ -18,6 +18,8 @@
 #include "ctl/ctl.h"
 #include "gen/gen.h"
 #include "live/updater.h"
+#include "lua/lua_host.h"
+#include "api/api.h"
 #include "metrics/metrics.h"
 #include "net/net.h"
 #include "recd_build.h"
@@ -70,6 +72,20 @@ static int make_demo_snapshot(struct recd_config *cfg)
 		 (long long)cfg->demo_items, (long long)cfg->demo_users, (long long)cfg->demo_dim,
 		 (long long)cfg->demo_seed);
 	return 0;
+}
+
+/* lua_dir "" means the installed copy; a binary in a build tree (no
+ * installed copy beside it) uses the source tree's. The demo serves the
+ * default plugins unless told otherwise. */
+static void resolve_policy_dirs(struct recd_config *cfg)
+{
+	bool installed = access(RECD_INSTALLED_LUA_DIR "/recd_host.lua", R_OK) == 0;
+	if (!cfg->lua_dir[0])
+		snprintf(cfg->lua_dir, sizeof(cfg->lua_dir), "%s",
+			 installed ? RECD_INSTALLED_LUA_DIR : RECD_SOURCE_LUA_DIR);
+	if (cfg->demo && !cfg->plugins_dir[0])
+		snprintf(cfg->plugins_dir, sizeof(cfg->plugins_dir), "%s",
+			 installed ? RECD_INSTALLED_PLUGINS_DIR : RECD_SOURCE_PLUGINS_DIR);
 }
 
 static void print_demo_banner(const struct recd_server *srv)
@@ -131,6 +147,20 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct snap *s = srv_snapshot(&srv);
+
+	/* The policy set is compiled and pre-flighted on the snapshot before
+	 * any worker loads it: a bad set stops the start with file:line. */
+	resolve_policy_dirs(&srv.cfg);
+	if (srv.cfg.plugins_dir[0]) {
+		struct lua_host_limits lim;
+		api_lua_limits(&srv.cfg, &lim);
+		if (lua_host_compile_check(srv.cfg.plugins_dir, srv.cfg.lua_dir, &lim, s, err, sizeof(err))) {
+			log_error("startup_failed", "plugins=%s err=\"policies refused: %s\"", srv.cfg.plugins_dir, err);
+			return 1;
+		}
+		log_info("policies_loaded", "plugins=%s lua=%s generation=%llu", srv.cfg.plugins_dir, srv.cfg.lua_dir,
+			 (unsigned long long)lua_host_published());
+	}
 
 	if (metrics_init(srv.n_workers)) {
 		log_error("startup_failed", "err=\"out of memory for metrics\"");

@@ -233,8 +233,10 @@ function Req.has_purchased(_, item)
 end
 
 -- Cold-start tier of a request: "anonymous" (no history), "new"
--- (1 .. returning_after-1 interactions) or "returning".
+-- (1 .. returning_after-1 interactions) or "returning" (that many, or a
+-- trained embedding in the snapshot: the model already knows them).
 function recd.tier(req, returning_after)
+	if req.user then return "returning" end
 	local n = req.interactions or 0
 	if n <= 0 then return "anonymous" end
 	if n < (returning_after or 10) then return "new" end

@@ -43,6 +43,7 @@ struct lua_req {
 struct lua_route_source {
 	uint32_t source;
 	uint32_t n;
+	float weight;
 };
 
 struct lua_route {

@@ -185,13 +185,14 @@ local function route_dispatch()
 	if t == nil then return garbage(route_at, "route: unknown tier " .. tostring(tier)) end
 	if type(sources) ~= "table" or #sources == 0 or #sources > MAX_SOURCES then
 		return garbage(route_at, "route: sources must be a list of 1.." .. MAX_SOURCES ..
-			" { name, count } pairs")
+			" { name, count [, weight] } entries")
 	end
 	local out = CTX.route
 	for i = 1, #sources do
 		local s = sources[i]
-		local name, n
-		if type(s) == "table" then name, n = s[1], s[2] else name, n = s, REQ.n * 4 end
+		local name, n, w
+		if type(s) == "table" then name, n, w = s[1], s[2], s[3] else name, n = s, REQ.n * 4 end
+		if w == nil then w = 1 end
 		local code = SOURCE[name]
 		if code == nil or code == 0 then
 			return garbage(route_at, "route: unknown source " .. tostring(name))
@@ -199,8 +200,12 @@ local function route_dispatch()
 		if type(n) ~= "number" or not (n >= 1 and n <= MAX_N) then
 			return garbage(route_at, "route: count for " .. name .. " must be 1.." .. MAX_N)
 		end
+		if type(w) ~= "number" or not (w > 0 and w <= 1) then
+			return garbage(route_at, "route: weight for " .. name .. " must be in (0, 1]")
+		end
 		out.sources[i - 1].source = code
 		out.sources[i - 1].n = n
+		out.sources[i - 1].weight = w
 	end
 	out.n_sources = #sources
 	out.tier = t

@@ -6,11 +6,16 @@
 --   new (1 to 9 interactions)   -> items similar to what they just viewed
 --   returning (10 or more)      -> the shopper's own taste (collaborative)
 -- On a product page the page's item comes first: "similar items".
+--
+-- Each source is { name, how many, weight }. The weight (0..1, default 1)
+-- is the score of that source's best item: 1 competes for the top, a
+-- small weight only fills the list when the others run short.
 local recd = require "recd"
 
 local S = recd.settings.route or {}
 local RETURNING_AFTER = S.returning_after or 10
 local FACTOR = S.fetch_factor or 4
+local FILL = S.fill_weight or 0.3
 
 function route(req)
 	local n = req.n * FACTOR
@@ -20,7 +25,7 @@ function route(req)
 		return {
 			policy = "similar_items",
 			tier = tier,
-			sources = { { "similar", n }, { "popular", req.n } },
+			sources = { { "similar", n }, { "popular", req.n, FILL } },
 		}
 	end
 
@@ -28,18 +33,18 @@ function route(req)
 		return {
 			policy = "cold_start_popular",
 			tier = tier,
-			sources = { { "trending", n }, { "popular", n } },
+			sources = { { "trending", n }, { "popular", n, 0.8 } },
 		}
 	elseif tier == "new" then
 		return {
 			policy = "content_based",
 			tier = tier,
-			sources = { { "similar", n }, { "content", n }, { "popular", req.n } },
+			sources = { { "similar", n }, { "content", n, 0.8 }, { "popular", req.n, FILL } },
 		}
 	end
 	return {
 		policy = "collaborative",
 		tier = tier,
-		sources = { { "personalized", n }, { "session", n }, { "popular", req.n } },
+		sources = { { "personalized", n }, { "session", n }, { "popular", req.n, FILL } },
 	}
 end

@@ -14,6 +14,9 @@ return {
 		-- How many candidates to fetch per item asked for: more gives the
 		-- rules and the diversity step more to choose from.
 		fetch_factor = 4,
+		-- Weight of the popular items that fill a list when the other
+		-- sources run short (1 would let them compete for the top).
+		fill_weight = 0.3,
 	},
 
 	rules = {

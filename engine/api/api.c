@@ -4,9 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/api.h"
+#include "core/log.h"
 #include "ctl/ctl.h"
 #include "live/updater.h"
+#include "lua/lua_host.h"
+#include "pipe/pipe.h"
 #include "recd_build.h"
+
+#define API_MAX_CART 32
+
+/* Each request worker's policy counters: the worker writes, a scrape
+ * reads (see lua_host.h); outlive the worker's Lua states. */
+static struct lua_host_stats api_lua_stats[API_MAX_WORKERS];
 
 /* Everything a recommendation request says, whichever way it came in. */
 struct rec_params {
@@ -15,8 +24,23 @@ struct rec_params {
 	char item_id[API_MAX_ID_LEN + 1];
 	int item_len;                  /* -1: none */
 	char placement[65];
+	char device[65];
+	char region[65];
 	int64_t n;
+	bool personalize;              /* false: "personalize": false (consent withdrawn) */
+	uint32_t n_cart;
+	char cart[API_MAX_CART][API_MAX_ID_LEN + 1];
+	int cart_len[API_MAX_CART];
 };
+
+static void params_init(struct rec_params *p, const struct recd_config *cfg)
+{
+	p->user_len = p->item_len = -1;
+	p->placement[0] = p->device[0] = p->region[0] = 0;
+	p->n = cfg->default_n;
+	p->personalize = true;
+	p->n_cart = 0;
+}
 
 int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, bool admin)
 {
@@ -27,10 +51,26 @@ int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, 
 	w->metrics = metrics_worker(id);
 	w->items = calloc((size_t)srv->cfg.max_n, sizeof(*w->items));
 	w->rec_scratch = rec_scratch_new((uint32_t)srv->cfg.max_n);
+	w->pipe = pipe_worker_new();
 	w->n_toks = API_MAX_JSON_TOKENS + (uint32_t)srv->cfg.max_events_per_request * API_TOKENS_PER_EVENT;
 	w->toks = calloc(w->n_toks, sizeof(*w->toks));
-	if (!w->items || !w->rec_scratch || !w->toks || buf_init(&w->body, 64 * 1024))
+	if (!w->items || !w->rec_scratch || !w->pipe || !w->toks || buf_init(&w->body, 64 * 1024))
 		goto fail;
+	if (!admin && srv->cfg.plugins_dir[0] && id < API_MAX_WORKERS) {
+		/* main.c pre-flighted this set before the workers started, so a
+		 * failure here is a resource problem: serve the C policies. */
+		char err[384];
+		struct lua_host_limits lim;
+		api_lua_limits(&srv->cfg, &lim);
+		w->lua_stats = &api_lua_stats[id];
+		int r = lua_host_create(&w->lua, srv->cfg.plugins_dir, srv->cfg.lua_dir, &lim, w->lua_stats,
+					lua_host_published(), err, sizeof(err));
+		if (r) {
+			log_error("policy_load_failed", "worker=%u err=\"%s\" detail=\"serving the built-in policies\"",
+				  id, err);
+			w->lua = NULL;
+		}
+	}
 	return 0;
 fail:
 	api_worker_free(w);
@@ -43,9 +83,37 @@ void api_worker_free(struct api_worker *w)
 	w->items = NULL;
 	rec_scratch_free(w->rec_scratch);
 	w->rec_scratch = NULL;
+	pipe_worker_free(w->pipe);
+	w->pipe = NULL;
+	if (w->lua)
+		lua_host_destroy(w->lua);
+	w->lua = NULL;
 	free(w->toks);
 	w->toks = NULL;
 	buf_free(&w->body);
+}
+
+void api_lua_limits(const struct recd_config *cfg, struct lua_host_limits *lim)
+{
+	lim->budget_us = (uint32_t)cfg->plugin_budget_us;
+	lim->memory_mb = (uint32_t)cfg->plugin_memory_mb;
+	lim->breaker_threshold = (uint32_t)cfg->plugin_breaker_threshold;
+	lim->preflight_ms = (uint32_t)cfg->plugin_preflight_ms;
+}
+
+void api_worker_turn(struct api_worker *w)
+{
+	if (likely(!w->lua))
+		return;
+	/* A few compares unless a new generation is out or the state must be
+	 * rebuilt; the host logs what it did. */
+	if (lua_host_maybe_reload(&w->lua, lua_host_published()) > 0)
+		log_debug("policy_swapped", "worker=%u policy=%s", w->id, lua_host_policy_name(w->lua));
+}
+
+const struct lua_host_stats *api_worker_lua_stats(uint32_t id)
+{
+	return id < API_MAX_WORKERS ? &api_lua_stats[id] : NULL;
 }
 
 static void api_write_head(struct buf *out, int status, const char *ctype, size_t body_len, bool close,
@@ -147,6 +215,16 @@ static bool parse_int(const char *s, int64_t *out)
 	return true;
 }
 
+static void put_opt_str(struct buf *b, const char *key, const char *v)
+{
+	if (!v[0])
+		return;
+	buf_putc(b, ',');
+	buf_put_json_str(b, key, strlen(key));
+	buf_putc(b, ':');
+	buf_put_json_str(b, v, strlen(v));
+}
+
 /* Run a recommendation and write the response. */
 static int api_recommend(struct api_worker *w, const struct rec_params *p, bool close, struct buf *out,
 			 uint64_t t0)
@@ -159,19 +237,45 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 	if (unlikely(!s))
 		return api_fail(out, close, 503, "not_ready", "no snapshot loaded yet");
 
-	struct rec_query q = { .snap = s, .user = -1, .item = -1, .n = (uint32_t)p->n,
-			       .nprobe = (uint32_t)cfg->ann_nprobe };
+	struct updater *u = w->srv->updater;
+	struct pipe_request rq = {
+		.snap = s,
+		.live = u ? &u->live : NULL,
+		.trend = u ? &u->trend : NULL,
+		.context_item = -1,
+		.n = (uint32_t)p->n,
+		.nprobe = (uint32_t)cfg->ann_nprobe,
+		.personalize = p->personalize,
+	};
 	if (p->item_len >= 0) {
-		q.item = snap_item_find(s, p->item_id, (size_t)p->item_len);
-		if (q.item < 0)
+		rq.context_item = snap_item_find(s, p->item_id, (size_t)p->item_len);
+		if (rq.context_item < 0)
 			return api_fail(out, close, 400, "bad_request", "unknown item_id '%.64s'", p->item_id);
 	}
 	if (p->user_len >= 0)
-		q.user = snap_user_find(s, p->user_id, (size_t)p->user_len);
+		rq.user_id = p->user_id, rq.user_id_len = (uint32_t)p->user_len;
+	if (p->placement[0])
+		rq.placement = p->placement, rq.placement_len = (uint32_t)strlen(p->placement);
+	if (p->device[0])
+		rq.device = p->device, rq.device_len = (uint32_t)strlen(p->device);
+	if (p->region[0])
+		rq.region = p->region, rq.region_len = (uint32_t)strlen(p->region);
+	uint32_t cart[API_MAX_CART];
+	for (uint32_t i = 0; i < p->n_cart; i++) {
+		/* Items the snapshot does not know yet cannot be candidates anyway. */
+		int64_t idx = snap_item_find(s, p->cart[i], (size_t)p->cart_len[i]);
+		if (idx >= 0)
+			cart[rq.n_cart++] = (uint32_t)idx;
+	}
+	rq.cart = cart;
 
-	enum rec_strategy strategy;
-	uint32_t n = rec_recommend(&q, w->rec_scratch, w->items, &strategy);
-	metrics_inc(&w->metrics->strategy[strategy]);
+	struct pipe_result res;
+	pipe_recommend(w->pipe, w->lua, &rq, &res);
+	struct metrics_worker *m = w->metrics;
+	metrics_inc(&m->strategy[res.strategy < ARRAY_SIZE(m->strategy) ? res.strategy : 0]);
+	metrics_inc(&m->tier[res.tier < ARRAY_SIZE(m->tier) ? res.tier : 0]);
+	if (res.lua_rc)
+		metrics_inc(&m->policy_fallbacks);
 
 	struct buf *b = &w->body;
 	buf_reset(b);
@@ -183,27 +287,39 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 		buf_put_json_str(b, p->user_id, (size_t)p->user_len);
 	else
 		buf_puts_lit(b, "null");
-	if (p->placement[0]) {
-		buf_puts_lit(b, ",\"placement\":");
-		buf_put_json_str(b, p->placement, strlen(p->placement));
-	}
+	put_opt_str(b, "placement", p->placement);
 	buf_puts_lit(b, ",\"items\":[");
-	const char *reason = rec_strategy_names[strategy];
-	for (uint32_t i = 0; i < n; i++) {
-		struct str id = snap_item_id(s, w->items[i].item);
+	for (uint32_t i = 0; i < res.n; i++) {
+		const struct lua_cand *c = &res.items[i];
+		struct str id = snap_item_id(s, c->item);
+		char reason[API_MAX_ID_LEN + 32];
+		size_t rl = lua_host_reason_string(s, c, reason, sizeof(reason));
 		if (i)
 			buf_putc(b, ',');
 		buf_puts_lit(b, "{\"id\":");
 		buf_put_json_str(b, id.p, id.len);
 		buf_puts_lit(b, ",\"score\":");
-		buf_put_double(b, w->items[i].score);
-		buf_puts_lit(b, ",\"reason\":\"");
-		buf_puts(b, reason);
-		buf_puts_lit(b, "\"}");
+		buf_put_double(b, c->score);
+		buf_puts_lit(b, ",\"reason\":");
+		buf_put_json_str(b, reason, rl);
+		buf_putc(b, '}');
 	}
 	buf_puts_lit(b, "],\"strategy\":\"");
-	buf_puts(b, rec_strategy_names[strategy]);
-	buf_puts_lit(b, "\",\"snapshot\":");
+	buf_puts(b, res.n ? lua_source_names[res.strategy] : "none");
+	buf_puts_lit(b, "\",\"tier\":\"");
+	buf_puts(b, lua_tier_names[res.tier]);
+	buf_puts_lit(b, "\",\"route\":");
+	buf_put_json_str(b, res.route, strnlen(res.route, LUA_POLICY_NAME_LEN));
+	buf_puts_lit(b, ",\"policy\":");
+	const char *pol = w->lua ? lua_host_policy_name(w->lua) : "builtin";
+	buf_put_json_str(b, pol, strlen(pol));
+	if (res.lua_rc) {
+		/* The list is the C ranking because a hook failed. */
+		buf_puts_lit(b, ",\"fallback\":\"");
+		buf_puts(b, lua_hook_names[res.failed_hook]);
+		buf_puts_lit(b, "\"");
+	}
+	buf_puts_lit(b, ",\"snapshot\":");
 	char snapname[SNAP_MODEL_VERSION_LEN + 24];
 	int sl = snprintf(snapname, sizeof(snapname), "%s@%llu", s->hdr->model_version,
 			  (unsigned long long)s->generation);
@@ -223,8 +339,7 @@ static int api_recommend_get(struct api_worker *w, const struct http_request *re
 	struct rec_params p;
 	char tmp[32];
 	int r;
-	p.n = w->srv->cfg.default_n;
-	p.placement[0] = 0;
+	params_init(&p, &w->srv->cfg);
 
 	r = http_query_get(req->query, "user_id", p.user_id, sizeof(p.user_id));
 	if (r == -ENOENT)
@@ -255,6 +370,21 @@ static int api_recommend_get(struct api_worker *w, const struct http_request *re
 	else if (r < 0 || !placement_valid(p.placement, (size_t)r))
 		return api_fail(out, close, 400, "bad_request",
 				"placement must be 1..64 characters of [A-Za-z0-9_.-]");
+	static const char *const ctx_keys[] = { "device", "region" };
+	for (int i = 0; i < 2; i++) {
+		char *dst = i ? p.region : p.device;
+		r = http_query_get(req->query, ctx_keys[i], dst, sizeof(p.device));
+		if (r == -ENOENT)
+			dst[0] = 0;
+		else if (r < 0 || !placement_valid(dst, (size_t)r))
+			return api_fail(out, close, 400, "bad_request",
+					"%s must be 1..64 characters of [A-Za-z0-9_.-]", ctx_keys[i]);
+	}
+	r = http_query_get(req->query, "personalize", tmp, sizeof(tmp));
+	if (r >= 0 && (!strcmp(tmp, "false") || !strcmp(tmp, "0")))
+		p.personalize = false;
+	else if (r != -ENOENT && !(r >= 0 && (!strcmp(tmp, "true") || !strcmp(tmp, "1"))))
+		return api_fail(out, close, 400, "bad_request", "personalize must be true or false");
 	return api_recommend(w, &p, close, out, t0);
 }
 
@@ -297,9 +427,7 @@ static int api_recommend_post(struct api_worker *w, const struct http_request *r
 		return api_fail(out, close, 400, "bad_request", "body must be a JSON object");
 
 	struct rec_params p;
-	p.user_len = p.item_len = -1;
-	p.placement[0] = 0;
-	p.n = w->srv->cfg.default_n;
+	params_init(&p, &w->srv->cfg);
 	char err[160];
 	char key[64];
 	int plen;
@@ -342,6 +470,10 @@ static int api_recommend_post(struct api_worker *w, const struct http_request *r
 			    !placement_valid(p.placement, (size_t)plen))
 				return api_fail(out, close, 400, "bad_request",
 						"placement must be 1..64 characters of [A-Za-z0-9_.-]");
+		} else if (!strcmp(key, "personalize")) {
+			if (vt->type != JSON_TRUE && vt->type != JSON_FALSE)
+				return api_fail(out, close, 400, "bad_request", "personalize must be true or false");
+			p.personalize = vt->type == JSON_TRUE;
 		} else if (!strcmp(key, "context")) {
 			if (vt->type != JSON_OBJECT)
 				return api_fail(out, close, 400, "bad_request", "context must be an object");
@@ -358,14 +490,27 @@ static int api_recommend_post(struct api_worker *w, const struct http_request *r
 					if (cv->type != JSON_ARRAY)
 						return api_fail(out, close, 400, "bad_request",
 								"context.cart must be an array of item ids");
-					for (int e = c + 2; e < (int)cv->next; e = (int)w->toks[e].next)
+					for (int e = c + 2; e < (int)cv->next; e = (int)w->toks[e].next) {
 						if (w->toks[e].type != JSON_STRING)
 							return api_fail(out, close, 400, "bad_request",
 									"context.cart must be an array of item ids");
+						if (p.n_cart == API_MAX_CART)
+							return api_fail(out, close, 400, "bad_request",
+									"context.cart has more than %d items", API_MAX_CART);
+						int cl = json_str_decode(s, &w->toks[e], p.cart[p.n_cart], API_MAX_ID_LEN + 1);
+						if (cl <= 0)
+							return api_fail(out, close, 400, "bad_request",
+									"context.cart ids must be 1..%d bytes", API_MAX_ID_LEN);
+						p.cart_len[p.n_cart++] = cl;
+					}
 				} else if (!strcmp(ckey, "device") || !strcmp(ckey, "region")) {
-					if (cv->type != JSON_STRING)
+					char *dst = ckey[0] == 'd' ? p.device : p.region;
+					int dl;
+					if (cv->type != JSON_STRING ||
+					    json_string_field(s, cv, ckey, dst, sizeof(p.device), &dl, err, sizeof(err)) ||
+					    !placement_valid(dst, (size_t)dl))
 						return api_fail(out, close, 400, "bad_request",
-								"context.%s must be a string", ckey);
+								"context.%s must be 1..64 characters of [A-Za-z0-9_.-]", ckey);
 				} else {
 					return api_fail(out, close, 400, "bad_request",
 							"context has an unknown field '%s'", ckey);
@@ -415,7 +560,7 @@ static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
 	g->workers = srv->n_workers;
 	g->connections_open = (int64_t)ck_pr_load_64(&srv->conn_open);
 	g->snapshot_load_failures = ck_pr_load_64(&srv->snapshot_load_failures);
-	g->strategy_names = rec_strategy_names;
+	g->strategy_names = lua_source_names;
 	struct updater *u = srv->updater;
 	if (u) {
 		g->event_type_names = event_type_names;
@@ -689,16 +834,28 @@ static int api_admin_reload(struct api_worker *w, const struct http_request *req
 				r == -ETIMEDOUT ? "timeout" : "shutting down");
 	struct buf *b = &w->body;
 	buf_reset(b);
-	if (res.status == CTL_REFUSED) {
-		buf_puts_lit(b, "{\"error\":\"snapshot_refused\",\"detail\":");
-		buf_put_json_str(b, res.error, strlen(res.error));
-		buf_printf(b, ",\"generation\":%llu}\n", (unsigned long long)res.generation);
+	if (res.status == CTL_REFUSED || res.policy_status == CTL_REFUSED) {
+		bool snap = res.status == CTL_REFUSED;
+		buf_puts_lit(b, "{\"error\":");
+		buf_puts(b, snap ? "\"snapshot_refused\"" : "\"policies_refused\"");
+		buf_puts_lit(b, ",\"detail\":");
+		const char *e = snap ? res.error : res.policy_error;
+		buf_put_json_str(b, e, strlen(e));
+		buf_printf(b, ",\"generation\":%llu,\"policy_generation\":%llu}\n", (unsigned long long)res.generation,
+			   (unsigned long long)res.policy_generation);
 		api_write(out, 422, JSON_CT, b, close, NULL);
 		return 422;
 	}
+	static const char *const st[] = { "reloaded", "unchanged", "refused" };
 	buf_printf(b, "{\"snapshot\":{\"status\":\"%s\",\"generation\":%llu,\"model_version\":",
-		   res.status == CTL_RELOADED ? "reloaded" : "unchanged", (unsigned long long)res.generation);
+		   what & CTL_RELOAD_SNAPSHOT ? st[res.status] : "unchanged", (unsigned long long)res.generation);
 	buf_put_json_str(b, res.model_version, strlen(res.model_version));
+	buf_printf(b, "},\"policies\":{\"status\":\"%s\",\"generation\":%llu", st[res.policy_status],
+		   (unsigned long long)res.policy_generation);
+	if (res.policy_error[0]) {
+		buf_puts_lit(b, ",\"detail\":");
+		buf_put_json_str(b, res.policy_error, strlen(res.policy_error));
+	}
 	buf_puts_lit(b, "}}\n");
 	api_write(out, 200, JSON_CT, b, close, NULL);
 	return 200;

@@ -20,6 +20,12 @@
  * max_events_per_request * API_TOKENS_PER_EVENT more. */
 #define API_MAX_JSON_TOKENS 512
 #define API_TOKENS_PER_EVENT 32
+#define API_MAX_WORKERS 256            /* request workers with a Lua state */
+
+struct pipe_worker;
+struct lua_host;
+struct lua_host_stats;
+struct lua_host_limits;
 
 struct api_worker {
 	struct recd_server *srv;
@@ -29,6 +35,9 @@ struct api_worker {
 	struct buf body;               /* response body scratch */
 	struct rec_item *items;        /* cfg.max_n */
 	struct rec_scratch *rec_scratch; /* ANN search buffers for cfg.max_n */
+	struct pipe_worker *pipe;      /* the recommendation path's scratch */
+	struct lua_host *lua;          /* this worker's policy state; NULL: C policies */
+	struct lua_host_stats *lua_stats; /* its counters (survive reloads) */
 	struct json_tok *toks;         /* n_toks */
 	uint32_t n_toks;
 	uint64_t seq;                  /* request ids */
@@ -40,6 +49,13 @@ struct api_worker {
 
 int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, bool admin);
 void api_worker_free(struct api_worker *w);
+/* Once per event-loop turn, between requests: swap to a newly published
+ * policy generation (or rebuild a state over its memory ceiling). */
+void api_worker_turn(struct api_worker *w);
+/* Request worker id's policy counters (NULL beyond API_MAX_WORKERS). */
+const struct lua_host_stats *api_worker_lua_stats(uint32_t id);
+/* The config's plugin_* limits as the Lua host takes them. */
+void api_lua_limits(const struct recd_config *cfg, struct lua_host_limits *lim);
 
 /* Handle one complete request and append the whole HTTP response to out.
  * `closing`: the connection closes after this response (drain, client

@@ -50,6 +50,7 @@ struct recd_server {
 	struct snap *snapshot;          /* ck_pr_load_ptr / ck_pr_store_ptr */
 	uint64_t snapshot_generation;   /* written by the control thread */
 	uint64_t snapshot_load_failures;
+	uint64_t policy_load_failures;  /* policy sets refused at reload (control thread) */
 	uint64_t start_time_ms;         /* wall clock */
 	uint64_t start_mono_ns;
 	uint32_t n_workers;             /* request workers (admin excluded) */

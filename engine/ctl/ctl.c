@@ -11,8 +11,10 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
+#include "api/api.h"
 #include "core/log.h"
 #include "ctl/ctl.h"
+#include "lua/lua_host.h"
 
 #define CTL_TURN_MS 100            /* control loop period */
 #define CTL_WATCH_DEBOUNCE_MS 200  /* file events settle before a reload */
@@ -38,9 +40,12 @@ static struct {
 	struct ctl_reload_result req_result;
 
 	int inotify_fd;
+	int wd_snapshot, wd_plugins;
 	char watch_name[256];
 	uint64_t reload_due_ns;    /* 0 = no file-triggered reload pending */
-} ctl = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .inotify_fd = -1 };
+	uint64_t policy_due_ns;    /* same, for the plugins directory */
+} ctl = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .inotify_fd = -1,
+	.wd_snapshot = -1, .wd_plugins = -1 };
 
 static void retired_free(ck_epoch_entry_t *e)
 {
@@ -146,13 +151,43 @@ int ctl_load_initial(struct recd_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+/* Compile and pre-flight the plugins directory as it is now (in a forked
+ * child, against the served snapshot); on success publish a new policy
+ * generation, which every worker picks up at its next loop turn. On
+ * failure nothing changes: the workers keep the set they run. */
+static void reload_policies(struct recd_server *srv, struct ctl_reload_result *res)
+{
+	if (!srv->cfg.plugins_dir[0]) {
+		snprintf(res->policy_error, sizeof(res->policy_error), "no plugins_dir configured");
+		return;
+	}
+	struct lua_host_limits lim;
+	api_lua_limits(&srv->cfg, &lim);
+	uint64_t t0 = now_ns();
+	int r = lua_host_compile_check(srv->cfg.plugins_dir, srv->cfg.lua_dir, &lim, srv->snapshot,
+				       res->policy_error, sizeof(res->policy_error));
+	if (r) {
+		res->policy_status = CTL_REFUSED;
+		ck_pr_store_64(&srv->policy_load_failures, srv->policy_load_failures + 1);
+		log_error("policy_refused", "plugins=%s err=\"%s\" detail=\"the running policies keep serving\"",
+			  srv->cfg.plugins_dir, res->policy_error);
+		return;
+	}
+	res->policy_generation = lua_host_publish();
+	res->policy_status = CTL_RELOADED;
+	log_info("policy_published", "generation=%llu plugins=%s check_ms=%.1f",
+		 (unsigned long long)res->policy_generation, srv->cfg.plugins_dir, (double)(now_ns() - t0) / 1e6);
+}
+
 static void notify_status(const struct recd_server *srv)
 {
 	const struct snap *s = srv->snapshot;
-	sd_notifyf(0, "STATUS=serving %s@%llu (%u items, %u users) on %s; %u workers, %llu connections",
+	sd_notifyf(0, "STATUS=serving %s@%llu (%u items, %u users) on %s; policies %s@%llu; %u workers, "
+		   "%llu connections",
 		   s ? s->hdr->model_version : "-", (unsigned long long)(s ? s->generation : 0),
-		   s ? s->n_items : 0, s ? s->n_users : 0, srv->bound_addr, srv->n_workers,
-		   (unsigned long long)ck_pr_load_64(&srv->conn_open));
+		   s ? s->n_items : 0, s ? s->n_users : 0, srv->bound_addr,
+		   srv->cfg.plugins_dir[0] ? "plugins" : "builtin", (unsigned long long)lua_host_published(),
+		   srv->n_workers, (unsigned long long)ck_pr_load_64(&srv->conn_open));
 }
 
 static void do_reload(struct recd_server *srv, unsigned what, const char *source, struct ctl_reload_result *res)
@@ -166,8 +201,13 @@ static void do_reload(struct recd_server *srv, unsigned what, const char *source
 	res->status = CTL_UNCHANGED;
 	result_serving(srv, res);
 	res->error[0] = 0;
+	res->policy_status = CTL_UNCHANGED;
+	res->policy_generation = lua_host_published();
+	res->policy_error[0] = 0;
 	if (what & CTL_RELOAD_SNAPSHOT)
 		reload_snapshot(srv, res);
+	if (what & CTL_RELOAD_POLICIES)
+		reload_policies(srv, res);
 	sd_notify(0, "READY=1");
 	notify_status(srv);
 }
@@ -217,20 +257,37 @@ static void serve_requests(struct recd_server *srv)
 
 static void watch_start(struct recd_server *srv)
 {
-	if (!srv->cfg.snapshot_watch || !srv->cfg.snapshot[0])
+	bool snap = srv->cfg.snapshot_watch && srv->cfg.snapshot[0];
+	bool plugins = srv->cfg.plugins_dir[0] != 0;
+	if (!snap && !plugins)
 		return;
-	char dir[PATH_MAX], base[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s", srv->cfg.snapshot);
-	snprintf(base, sizeof(base), "%s", srv->cfg.snapshot);
-	snprintf(ctl.watch_name, sizeof(ctl.watch_name), "%s", basename(base));
 	ctl.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (ctl.inotify_fd < 0 ||
-	    inotify_add_watch(ctl.inotify_fd, dirname(dir), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
-		log_warn("snapshot_watch_failed", "path=%s err=\"%s\"", srv->cfg.snapshot, strerror(errno));
-		if (ctl.inotify_fd >= 0)
-			close(ctl.inotify_fd);
-		ctl.inotify_fd = -1;
+	if (ctl.inotify_fd < 0) {
+		log_warn("watch_failed", "err=\"%s\"", strerror(errno));
+		return;
 	}
+	if (snap) {
+		char dir[PATH_MAX], base[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", srv->cfg.snapshot);
+		snprintf(base, sizeof(base), "%s", srv->cfg.snapshot);
+		snprintf(ctl.watch_name, sizeof(ctl.watch_name), "%s", basename(base));
+		ctl.wd_snapshot = inotify_add_watch(ctl.inotify_fd, dirname(dir), IN_CLOSE_WRITE | IN_MOVED_TO);
+		if (ctl.wd_snapshot < 0)
+			log_warn("snapshot_watch_failed", "path=%s err=\"%s\"", srv->cfg.snapshot, strerror(errno));
+	}
+	/* Editors save by rename or in place; a deleted hook counts too. */
+	if (plugins) {
+		ctl.wd_plugins = inotify_add_watch(ctl.inotify_fd, srv->cfg.plugins_dir,
+						   IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE);
+		if (ctl.wd_plugins < 0)
+			log_warn("plugins_watch_failed", "path=%s err=\"%s\"", srv->cfg.plugins_dir, strerror(errno));
+	}
+}
+
+static bool is_lua_file(const char *name)
+{
+	size_t n = strlen(name);
+	return n > 4 && !strcmp(name + n - 4, ".lua") && name[0] != '.';
 }
 
 static void watch_poll(void)
@@ -242,8 +299,11 @@ static void watch_poll(void)
 	while ((n = read(ctl.inotify_fd, buf, sizeof(buf))) > 0) {
 		for (char *p = buf; p < buf + n;) {
 			struct inotify_event *ev = (struct inotify_event *)p;
-			if (ev->len && !strcmp(ev->name, ctl.watch_name))
-				ctl.reload_due_ns = now_ns() + CTL_WATCH_DEBOUNCE_MS * 1000000ull;
+			uint64_t due = now_ns() + CTL_WATCH_DEBOUNCE_MS * 1000000ull;
+			if (ev->len && ev->wd == ctl.wd_snapshot && !strcmp(ev->name, ctl.watch_name))
+				ctl.reload_due_ns = due;
+			if (ev->len && ev->wd == ctl.wd_plugins && is_lua_file(ev->name))
+				ctl.policy_due_ns = due;
 			p += sizeof(*ev) + ev->len;
 		}
 	}
@@ -321,6 +381,10 @@ void ctl_run(struct recd_server *srv)
 		if (ctl.reload_due_ns && now_ns() >= ctl.reload_due_ns) {
 			ctl.reload_due_ns = 0;
 			do_reload(srv, CTL_RELOAD_SNAPSHOT, "file_change", &res);
+		}
+		if (ctl.policy_due_ns && now_ns() >= ctl.policy_due_ns) {
+			ctl.policy_due_ns = 0;
+			do_reload(srv, CTL_RELOAD_POLICIES, "plugins_change", &res);
 		}
 		if (ctl.retired_pending)
 			ck_epoch_poll(&ctl.record);

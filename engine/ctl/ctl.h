@@ -30,6 +30,9 @@ struct ctl_reload_result {
 	uint64_t generation;                        /* serving after the call */
 	char model_version[SNAP_MODEL_VERSION_LEN]; /* serving after the call */
 	char error[384];                            /* why it was refused */
+	enum ctl_reload_status policy_status;       /* of the policy set, when asked */
+	uint64_t policy_generation;                 /* published after the call */
+	char policy_error[384];                     /* "file:line: message" when refused */
 };
 
 /* Load the configured snapshot before the workers start. 0, or -errno /

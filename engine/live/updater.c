@@ -29,6 +29,9 @@ static uint32_t drain(struct updater *u)
 					 event_type_names[ev.type]);
 			} else {
 				ck_pr_store_64(&u->stats.applied[ev.type], u->stats.applied[ev.type] + 1);
+				float w = trend_event_weight(&u->trend, ev.type);
+				if (w > 0 && (ev.flags & EVENT_HAS_ITEM))
+					trend_add(&u->trend, ev.item_key, w, ev.ts_ms);
 			}
 			n++;
 		}
@@ -64,6 +67,10 @@ static void *upd_main(void *arg)
 	while (!ck_pr_load_int(&u->stop)) {
 		uint32_t n = drain(u);
 		ck_epoch_poll(&u->rec);
+		/* At most one rebuild a second; the idle poll keeps ticks coming. */
+		ck_epoch_begin(&u->rec, NULL);
+		trend_tick(&u->trend, srv_snapshot(u->srv), now_wall_ms());
+		ck_epoch_end(&u->rec, NULL);
 		if (now_ns() - last_evict > 10000000000ull) {
 			uint64_t ev = live_evict(&u->live, now_wall_ms(), u->idle_evict_ms);
 			if (ev)
@@ -104,6 +111,8 @@ int upd_start(struct updater *u, struct recd_server *srv, uint32_t n_rings, uint
 	int r = live_init(&u->live, dim, max_users, &u->rec);
 	if (r)
 		return r;
+	if ((r = trend_init(&u->trend, &u->rec, 0, 0)))
+		goto fail;
 	u->rings = aligned_alloc(CACHELINE, sizeof(*u->rings) * n_rings);
 	if (!u->rings)
 		goto nomem;
@@ -151,6 +160,7 @@ void upd_stop(struct updater *u)
 	free(u->rings);
 	u->rings = NULL;
 	live_destroy(&u->live);
+	trend_destroy(&u->trend);
 	/* Everything retired is unreachable now that readers are gone. */
 	if (u->rec.global) {
 		ck_epoch_barrier(&u->rec);

@@ -13,6 +13,25 @@
  * sees `sleeping` it queues an eventfd write on its own io_uring, which
  * goes out with that loop turn's other submissions. Store-fence-load on
  * both sides means one of them always sees the other: no lost wake-up.
+ *
+ * Durability (events/evlog.h): each pass the updater dequeues a batch from
+ * the rings, appends it to the event log with one write, fdatasyncs as the
+ * `durability` setting says, applies it to live state, and only then
+ * advances the rings' `applied` counters. Workers hold an event's answer
+ * until `applied` covers it, so the 202 means "applied and as durable as
+ * configured" with no change on the worker side:
+ *  - none:   written (page cache), never fsync'ed; `applied` advances
+ *            right after applying. Survives a crash of recd, not of the box.
+ *  - batch:  fdatasync at most every durability_batch_ms; events are
+ *            applied at once but `applied` advances only after the
+ *            fdatasync covering them (until then they wait in memory).
+ *  - always: write + fdatasync of every drained batch before it is
+ *            applied and counted.
+ * When the log fails (disk full, EIO) under batch or always, the updater
+ * stops taking events until a retry succeeds: rings fill, new events get
+ * 503, held answers wait. Nothing is acknowledged that is not durable.
+ * At start (upd_start, before the thread and the listeners) the log is
+ * replayed into live state in order, forget_user events included.
  */
 #ifndef RECD_UPDATER_H
 #define RECD_UPDATER_H
@@ -21,7 +40,9 @@
 #include <pthread.h>
 #include "core/srv.h"
 #include "events/event.h"
+#include "events/evlog.h"
 #include "live/live.h"
+#include "live/trend.h"
 
 CK_RING_PROTOTYPE(event, event)
 
@@ -29,7 +50,9 @@ struct upd_ring {
 	ck_ring_t ring;
 	struct event *buf;
 	uint64_t produced;      /* producer-only: sequence numbers */
-	uint64_t applied;       /* consumer writes (ck_pr): events applied */
+	uint64_t applied;       /* consumer writes (ck_pr): events applied (and durable) */
+	uint64_t taken;         /* consumer-only: applied to live state; becomes `applied`
+	                           once the log makes it durable */
 	int waiting;            /* producer sets (ck_pr): answers wait for `applied` */
 	int wake_fd;            /* the producer's eventfd (-1: none), written when waiting */
 } cacheline_aligned;
@@ -38,6 +61,8 @@ struct upd_stats {
 	uint64_t applied[EVENT__TYPE_COUNT];
 	uint64_t apply_failed;
 	uint64_t wakeups;
+	uint64_t recovered;     /* events replayed from the log at start */
+	uint64_t log_errors;    /* failed event log appends, writes or syncs */
 };
 
 struct updater {
@@ -54,10 +79,23 @@ struct updater {
 	ck_epoch_record_t rec;  /* reader of snapshots, retirer of live records */
 	struct upd_stats stats; /* written by the updater (ck_pr stores) */
 	uint64_t idle_evict_ms;
+	struct trend trend;     /* written by the updater, read by workers (trend.h) */
+	/* The event log (NULL: event_log = false) and the batch being committed. */
+	struct evlog *log;
+	int durability;         /* enum evlog_durability */
+	uint64_t sync_interval_ns;
+	uint64_t last_sync_ns;
+	bool log_failed;        /* batch/always: stop taking events until a retry works */
+	uint64_t log_retry_ns;
+	uint64_t log_complained_ns;
+	struct event *stage;    /* UPD_STAGE events dequeued, not yet applied */
+	uint32_t n_stage;
 };
 
-/* Create the rings (n_rings, each ring_size entries, a power of two) and
- * start the updater thread. dim: session vector length (the snapshot's). */
+/* Create the rings (n_rings, each ring_size entries, a power of two),
+ * open and replay the event log as srv->cfg says (event_log,
+ * event_log_dir, durability...), then start the updater thread. dim:
+ * session vector length (the snapshot's). */
 int upd_start(struct updater *u, struct recd_server *srv, uint32_t n_rings, uint32_t ring_size,
 	      uint32_t dim, uint64_t max_users, uint64_t idle_evict_ms);
 /* Apply what is queued, stop the thread, free everything. */

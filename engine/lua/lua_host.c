@@ -128,6 +128,7 @@ static const struct lua_layout lh_layout[] = {
 	LO_FIELD(lua_req, known), LO_FIELD(lua_req, reserved),
 	LO_STRUCT(lua_route_source),
 	LO_FIELD(lua_route_source, source), LO_FIELD(lua_route_source, n),
+	LO_FIELD(lua_route_source, weight),
 	LO_STRUCT(lua_route),
 	LO_FIELD(lua_route, tier), LO_FIELD(lua_route, n_sources), LO_FIELD(lua_route, sources),
 	LO_FIELD(lua_route, policy),

@@ -97,6 +97,7 @@ struct lua_req {
 struct lua_route_source {
 	uint32_t source;            /**< enum lua_source */
 	uint32_t n;                 /**< candidates wanted from it, 1..LUA_ROUTE_MAX_N */
+	float weight;               /**< its best item's score (0..1]: 1 = leads, less = fills in */
 };
 
 /** route()'s answer, written by recd.lua after validating the hook's result. */

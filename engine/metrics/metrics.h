@@ -56,7 +56,9 @@ struct metrics_worker {
 	uint64_t conn_timeouts;     /* idle or slow-header closes */
 	uint64_t bytes_in;
 	uint64_t bytes_out;
-	uint64_t strategy[8];       /* by enum rec_strategy, for recd_recommendations_total */
+	uint64_t strategy[8];       /* by enum lua_source of the first item, for recd_recommendations_total */
+	uint64_t tier[4];           /* by enum lua_tier */
+	uint64_t policy_fallbacks;  /* lists ranked by C because a policy hook failed */
 	uint64_t events_accepted[16]; /* by enum event_type */
 	uint64_t events_rejected;
 	uint64_t events_ring_full;  /* requests answered 503: queue full */

@@ -816,6 +816,7 @@ static void *worker_main(void *arg)
 		ck_pr_store_64(&w->slot->turns, w->slot->turns + 1);
 		if (unlikely(ck_pr_load_64(&w->slot->stall_ms)))
 			debug_stall(w);
+		api_worker_turn(&w->api);
 		ck_epoch_begin(&w->epoch_rec, NULL);
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;

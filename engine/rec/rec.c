@@ -128,6 +128,17 @@ uint32_t rec_topk_ann(const struct snap *s, const float *query, uint32_t k, int6
 	return topk_ann(s, query, k, exclude, nprobe, sc, NULL, out);
 }
 
+uint32_t rec_topk_keep(const struct snap *s, const float *query, uint32_t k, int64_t exclude, uint32_t nprobe,
+		       struct rec_scratch *sc, ann_keep_fn keep, void *ctx, struct rec_item *out)
+{
+	if (s->ann.nlist && sc) {
+		struct ann_query aq = { .vec = query, .k = k, .nprobe = nprobe, .exclude = exclude,
+					.keep = keep, .ctx = ctx };
+		return ann_search(s, &aq, sc->ann, TOPK(out));
+	}
+	return topk_exact(s, query, k, exclude, keep, ctx, out);
+}
+
 uint32_t rec_popular(const struct snap *s, uint32_t k, int64_t exclude, struct rec_item *out)
 {
 	uint32_t n = 0;

