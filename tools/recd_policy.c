@@ -24,6 +24,7 @@
 #include <lualib.h>
 #include "gen/gen.h"
 #include "lua/lua_host.h"
+#include "pipe/pipe.h"
 #include "rec/rec.h"
 #include "snap/snap.h"
 #include "snap/snapb.h"
@@ -146,6 +147,11 @@ static void request_finish(struct request *r)
 
 /* ---------------------------------------------------------- candidates */
 
+/* What the engine's C sources bring for this route: the same code the
+ * daemon runs (engine/pipe), without live state (so "trending" and
+ * "session" bring nothing offline). */
+static struct pipe_worker *pw;
+
 static bool cand_has(const struct lua_cand *c, uint32_t n, uint32_t item)
 {
 	for (uint32_t i = 0; i < n; i++)
@@ -154,52 +160,19 @@ static bool cand_has(const struct lua_cand *c, uint32_t n, uint32_t item)
 	return false;
 }
 
-/* What the engine's C sources would bring for this route (offline: no
- * live trending, so "trending" is the popularity list). Scores are
- * normalised per source to 1 .. 0 by rank. */
 static uint32_t assemble(const struct lua_route *rt, const struct lua_req *q, struct lua_cand *c)
 {
-	static struct rec_item tmp[MAX_CANDS];
-	uint32_t n = 0;
-	for (uint32_t s = 0; s < rt->n_sources; s++) {
-		uint32_t k = MIN(rt->sources[s].n, (uint32_t)MAX_CANDS), got = 0, ref = LUA_NO_ITEM;
-		switch (rt->sources[s].source) {
-		case LUA_SRC_POPULAR:
-		case LUA_SRC_TRENDING:
-			got = rec_popular(snap, k, -1, tmp);
-			break;
-		case LUA_SRC_SIMILAR:
-			ref = q->context_item != LUA_NO_ITEM ? q->context_item : q->n_recent ? q->recent[0] : LUA_NO_ITEM;
-			if (ref != LUA_NO_ITEM)
-				got = rec_topk_exact(snap, snap_item_vec(snap, ref), k, ref, tmp);
-			break;
-		case LUA_SRC_CONTENT:
-			if (q->n_recent)
-				got = rec_popular_category(snap, snap->item_category[q->recent[0]], k, -1, tmp);
-			ref = q->n_recent ? q->recent[0] : LUA_NO_ITEM;
-			break;
-		case LUA_SRC_PERSONALIZED:
-		case LUA_SRC_SESSION:
-			if (q->user != LUA_NO_ITEM && snap->user_emb)
-				got = rec_topk_exact(snap, snap_user_vec(snap, q->user), k, -1, tmp);
-			break;
-		}
-		for (uint32_t i = 0; i < got && n < MAX_CANDS; i++) {
-			if (cand_has(c, n, tmp[i].item))
-				continue;
-			c[n++] = (struct lua_cand){ .item = tmp[i].item, .score = 1.0f - (float)i / (float)(got + 1),
-						    .source = (uint8_t)rt->sources[s].source, .reason_item = ref };
-		}
-	}
+	struct pipe_request rq = { .snap = snap, .context_item = -1, .n = q->n, .personalize = true };
+	pipe_resolve_given(pw, &rq, q);
+	struct lua_cand *got;
+	uint32_t n = MIN(pipe_gather(pw, &rq, rt, &got), (uint32_t)MAX_CANDS);
+	memcpy(c, got, n * sizeof(*c));
 	return n;
 }
 
 static void default_route(const struct lua_req *q, struct lua_route *rt)
 {
-	memset(rt, 0, sizeof(*rt));
-	snprintf(rt->policy, sizeof(rt->policy), "builtin");
-	rt->n_sources = 1;
-	rt->sources[0] = (struct lua_route_source){ LUA_SRC_POPULAR, q->n * 4 };
+	pipe_default_route(q, rt);
 }
 
 /* ------------------------------------------------------- fixture files */
@@ -654,6 +627,10 @@ int main(int argc, char **argv)
 		lua_dir = access("lua/recd_host.lua", R_OK) == 0 ? "lua" : "/usr/share/recd/lua";
 	if (make_snapshot(snapshot))
 		return 2;
+	if (!(pw = pipe_worker_new())) {
+		fprintf(stderr, "recd-policy: out of memory\n");
+		return 2;
+	}
 	char err[512];
 	int ret = 2;
 	if (!strcmp(cmd, "check")) {

@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "core/log.h"
 #include "ctl/ctl.h"
+#include "live/trend.h"
 #include "live/updater.h"
 #include "lua/lua_host.h"
 #include "pipe/pipe.h"
@@ -534,6 +535,30 @@ static int api_health(struct api_worker *w, bool close, struct buf *out)
 	return 200;
 }
 
+/* ,"policies":{...}: the published generation, and per worker whose
+ * breaker is open or whose last call failed, the last error (file:line). */
+static void api_put_policy_state(struct recd_server *srv, struct buf *b)
+{
+	buf_printf(b, ",\"policies\":{\"plugins_dir\":");
+	buf_put_json_str(b, srv->cfg.plugins_dir, strlen(srv->cfg.plugins_dir));
+	buf_printf(b, ",\"generation\":%llu,\"workers\":[", (unsigned long long)lua_host_published());
+	for (uint32_t i = 0; srv->cfg.plugins_dir[0] && i < srv->n_workers && i < API_MAX_WORKERS; i++) {
+		const struct lua_host_stats *st = &api_lua_stats[i];
+		char e[256];
+		lua_host_stats_last_error(st, e, sizeof(e));
+		buf_printf(b, "%s{\"worker\":%u,\"generation\":%llu,\"breaker_open\":%s,\"consecutive_failures\":%u,"
+			   "\"last_error\":", i ? "," : "", i, (unsigned long long)ck_pr_load_64((uint64_t *)&st->generation),
+			   ck_pr_load_32((uint32_t *)&st->breaker_open) ? "true" : "false",
+			   ck_pr_load_32((uint32_t *)&st->consecutive));
+		if (e[0])
+			buf_put_json_str(b, e, strlen(e));
+		else
+			buf_puts_lit(b, "null");
+		buf_putc(b, '}');
+	}
+	buf_puts_lit(b, "]}");
+}
+
 static int api_ready(struct api_worker *w, bool close, struct buf *out)
 {
 	struct snap *s = srv_snapshot(w->srv);
@@ -546,9 +571,46 @@ static int api_ready(struct api_worker *w, bool close, struct buf *out)
 	}
 	buf_printf(b, "{\"ready\":true,\"snapshot\":{\"model_version\":");
 	buf_put_json_str(b, s->hdr->model_version, strnlen(s->hdr->model_version, SNAP_MODEL_VERSION_LEN));
-	buf_printf(b, ",\"generation\":%llu,\"items\":%u}}\n", (unsigned long long)s->generation, s->n_items);
+	buf_printf(b, ",\"generation\":%llu,\"items\":%u}", (unsigned long long)s->generation, s->n_items);
+	api_put_policy_state(w->srv, b);
+	buf_puts_lit(b, "}\n");
 	api_write(out, 200, JSON_CT, b, close, NULL);
 	return 200;
+}
+
+_Static_assert(METRICS_HOOKS == LUA_HOOK__COUNT && METRICS_FAILS == LUA_FAIL__COUNT, "policy metric shapes");
+
+/* The plugin label is the plugins directory's name ("plugins" for the
+ * default set), so it stays the same across reloads. */
+static void api_fill_policy_gauges(struct recd_server *srv, struct metrics_gauges *g)
+{
+	static __thread char set[64];
+	const char *dir = srv->cfg.plugins_dir;
+	size_t end = strlen(dir), beg;
+	while (end > 1 && dir[end - 1] == '/')
+		end--;
+	for (beg = end; beg > 0 && dir[beg - 1] != '/'; beg--)
+		;
+	snprintf(set, sizeof(set), "%.*s", (int)(end - beg), dir + beg);
+	g->policy_set = set[0] ? set : "builtin";
+	g->tier_names = lua_tier_names;
+	g->hook_names = lua_hook_names;
+	g->fail_names = lua_fail_names;
+	g->policy_generation = lua_host_published();
+	g->policy_load_failures = ck_pr_load_64(&srv->policy_load_failures);
+	for (uint32_t w = 0; w < srv->n_workers && w < API_MAX_WORKERS; w++) {
+		const struct lua_host_stats *st = &api_lua_stats[w];
+		for (int h = 0; h < LUA_HOOK__COUNT; h++) {
+			g->policy_calls[h] += ck_pr_load_64((uint64_t *)&st->calls[h]);
+			for (int k = 0; k < LUA_FAIL__COUNT; k++)
+				g->policy_failures[h][k] += ck_pr_load_64((uint64_t *)&st->failures[h][k]);
+		}
+		g->policy_breaker_open += ck_pr_load_32((uint32_t *)&st->breaker_open);
+		g->policy_breaker_trips += ck_pr_load_64((uint64_t *)&st->breaker_trips);
+		g->policy_breaker_skips += ck_pr_load_64((uint64_t *)&st->breaker_skips);
+		g->policy_rebuilds += ck_pr_load_64((uint64_t *)&st->rebuilds);
+		g->policy_swap_failures += ck_pr_load_64((uint64_t *)&st->reload_failures);
+	}
 }
 
 static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
@@ -570,7 +632,9 @@ static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
 		g->live_users = ck_pr_load_64(&u->live.stats.users);
 		g->live_items = ck_pr_load_64(&u->live.stats.items);
 		g->live_users_evicted = ck_pr_load_64(&u->live.stats.evicted_users);
+		g->trending_items = trend_size(&u->trend);
 	}
+	api_fill_policy_gauges(srv, g);
 	if (s) {
 		g->snapshot_generation = s->generation;
 		g->snapshot_items = s->n_items;
@@ -810,6 +874,66 @@ static int api_forget_user(struct api_worker *w, const struct http_request *req,
 	return 202;
 }
 
+/* GET /admin/users/{id} (admin): what live state remembers of one user
+ * right now (operators; the crash test checks recovery with it). Read in
+ * this loop turn's epoch section like any live lookup. Items are shown by
+ * id, or as "#<key hex>" when the snapshot does not know them. */
+static int api_admin_user(struct api_worker *w, const struct http_request *req, bool close, struct buf *out,
+			  enum metrics_endpoint *ep)
+{
+	*ep = MEP_ADMIN;
+	if (req->method != HTTP_M_GET)
+		return method_not_allowed(out, close, "GET");
+	struct str id = { req->path.p + 13, req->path.len - 13 };
+	if (id.len >= EVENT_ID_MAX || memchr(id.p, '/', id.len))
+		return api_fail(out, close, 400, "bad_request", "expected /admin/users/{user_id} (at most %d bytes)",
+				EVENT_ID_MAX - 1);
+	const struct live_user *lu = live_user_get(&w->srv->updater->live, event_key(id.p, id.len));
+	if (!lu)
+		return api_fail(out, close, 404, "not_found", "no live state for this user");
+	const struct snap *s = srv_snapshot(w->srv);
+	struct buf *b = &w->body;
+#define PUT_ITEM(key) do { \
+		int64_t ix_ = s ? snap_item_find_key(s, (key)) : -1; \
+		if (ix_ >= 0) { \
+			struct str is_ = snap_item_id(s, (uint32_t)ix_); \
+			buf_put_json_str(b, is_.p, is_.len); \
+		} else { \
+			buf_printf(b, "\"#%016llx\"", (unsigned long long)(key)); \
+		} \
+	} while (0)
+	buf_reset(b);
+	buf_puts_lit(b, "{\"user_id\":");
+	buf_put_json_str(b, id.p, id.len);
+	buf_printf(b, ",\"interactions\":%u,\"first_seen_ms\":%llu,\"last_seen_ms\":%llu,\"recent\":[",
+		   lu->n_interactions, (unsigned long long)lu->first_seen_ms, (unsigned long long)lu->last_seen_ms);
+	for (uint32_t i = 0; i < lu->n_recent; i++) {
+		buf_puts(b, i ? ",{\"item_id\":" : "{\"item_id\":");
+		PUT_ITEM(lu->recent[i].item_key);
+		const char *t = lu->recent[i].type < EVENT__TYPE_COUNT ? event_type_names[lu->recent[i].type] : NULL;
+		buf_printf(b, ",\"type\":\"%s\",\"ts_ms\":%llu}", t ? t : "?",
+			   (unsigned long long)lu->recent[i].ts_ms);
+	}
+	buf_puts_lit(b, "],\"cart\":[");
+	for (uint32_t i = 0; i < lu->n_cart; i++) {
+		if (i)
+			buf_putc(b, ',');
+		PUT_ITEM(lu->cart[i]);
+	}
+	buf_puts_lit(b, "],\"purchased\":[");
+	for (uint32_t i = 0; lu->purchased && i < lu->purchased->n; i++) {
+		if (i)
+			buf_putc(b, ',');
+		PUT_ITEM(lu->purchased->order[i]);
+	}
+#undef PUT_ITEM
+	buf_puts_lit(b, "]}\n");
+	if (b->oom)
+		return api_fail(out, close, 500, "internal", "out of memory");
+	api_write(out, 200, JSON_CT, b, close, NULL);
+	return 200;
+}
+
 /* POST /admin/reload?what=snapshot|policies|all: the control thread does
  * the work; this admin worker waits for its answer (admin traffic only). */
 static int api_admin_reload(struct api_worker *w, const struct http_request *req, bool close, struct buf *out)
@@ -920,6 +1044,8 @@ int api_handle(struct api_worker *w, const struct http_request *req, bool closin
 			*ep = MEP_ADMIN;
 			return get ? api_admin_status(w, close, out) : method_not_allowed(out, close, "GET");
 		}
+		if (path.len > 13 && !memcmp(path.p, "/admin/users/", 13))
+			return api_admin_user(w, req, close, out, ep);
 		if (path.len > 10 && !memcmp(path.p, "/v1/users/", 10)) {
 			*ep = MEP_ADMIN;
 			return req->method == HTTP_M_DELETE ? api_forget_user(w, req, close, out)

@@ -1,5 +1,7 @@
 /* ctl.c: the control thread (see ctl.h; core/srv.h has the RCU theory). */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
@@ -11,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include "api/api.h"
 #include "core/log.h"
 #include "ctl/ctl.h"
@@ -44,6 +47,7 @@ static struct {
 	char watch_name[256];
 	uint64_t reload_due_ns;    /* 0 = no file-triggered reload pending */
 	uint64_t policy_due_ns;    /* same, for the plugins directory */
+	uint64_t policy_print;     /* fingerprint of the plugin files last published */
 } ctl = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .inotify_fd = -1,
 	.wd_snapshot = -1, .wd_plugins = -1 };
 
@@ -151,16 +155,69 @@ int ctl_load_initial(struct recd_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* XXH3 over the names and contents of the *.lua files of `dir`, in name
+ * order: tells a real edit from an editor touching a file. 0 on error. */
+static uint64_t plugins_fingerprint(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dup(dfd)) : NULL;
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return 0;
+	}
+	char *names[256];
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < ARRAY_SIZE(names)) {
+		size_t l = strlen(e->d_name);
+		if (l > 4 && e->d_name[0] != '.' && !strcmp(e->d_name + l - 4, ".lua") && (names[n] = strdup(e->d_name)))
+			n++;
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_name);
+	XXH3_state_t *st = XXH3_createState();
+	uint64_t h = 0;
+	if (st && XXH3_64bits_reset(st) == XXH_OK) {
+		char buf[16384];
+		for (size_t i = 0; i < n; i++) {
+			XXH3_64bits_update(st, names[i], strlen(names[i]) + 1);
+			int fd = openat(dfd, names[i], O_RDONLY | O_CLOEXEC);
+			ssize_t r;
+			while (fd >= 0 && (r = read(fd, buf, sizeof(buf))) > 0)
+				XXH3_64bits_update(st, buf, (size_t)r);
+			if (fd >= 0)
+				close(fd);
+		}
+		h = XXH3_64bits_digest(st) | 1;   /* never 0 */
+	}
+	XXH3_freeState(st);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	close(dfd);
+	return h;
+}
+
 /* Compile and pre-flight the plugins directory as it is now (in a forked
  * child, against the served snapshot); on success publish a new policy
  * generation, which every worker picks up at its next loop turn. On
  * failure nothing changes: the workers keep the set they run. */
-static void reload_policies(struct recd_server *srv, struct ctl_reload_result *res)
+static void reload_policies(struct recd_server *srv, bool only_if_changed, struct ctl_reload_result *res)
 {
 	if (!srv->cfg.plugins_dir[0]) {
 		snprintf(res->policy_error, sizeof(res->policy_error), "no plugins_dir configured");
 		return;
 	}
+	/* A file event for content already published (an editor's touch, or
+	 * an edit an explicit reload already took) changes nothing. */
+	uint64_t print = plugins_fingerprint(srv->cfg.plugins_dir);
+	if (only_if_changed && print && print == ctl.policy_print)
+		return;
 	struct lua_host_limits lim;
 	api_lua_limits(&srv->cfg, &lim);
 	uint64_t t0 = now_ns();
@@ -175,6 +232,7 @@ static void reload_policies(struct recd_server *srv, struct ctl_reload_result *r
 	}
 	res->policy_generation = lua_host_publish();
 	res->policy_status = CTL_RELOADED;
+	ctl.policy_print = print;
 	log_info("policy_published", "generation=%llu plugins=%s check_ms=%.1f",
 		 (unsigned long long)res->policy_generation, srv->cfg.plugins_dir, (double)(now_ns() - t0) / 1e6);
 }
@@ -207,7 +265,7 @@ static void do_reload(struct recd_server *srv, unsigned what, const char *source
 	if (what & CTL_RELOAD_SNAPSHOT)
 		reload_snapshot(srv, res);
 	if (what & CTL_RELOAD_POLICIES)
-		reload_policies(srv, res);
+		reload_policies(srv, !strcmp(source, "plugins_change"), res);
 	sd_notify(0, "READY=1");
 	notify_status(srv);
 }
@@ -363,6 +421,8 @@ void ctl_run(struct recd_server *srv)
 
 	pthread_t wd;
 	bool wd_started = pthread_create(&wd, NULL, watchdog_main, srv) == 0;
+	if (srv->cfg.plugins_dir[0])
+		ctl.policy_print = plugins_fingerprint(srv->cfg.plugins_dir);
 	watch_start(srv);
 	notify_status(srv);
 

@@ -246,6 +246,68 @@ static void metrics_render_latency(struct buf *out)
 	}
 }
 
+static void metrics_render_policies(struct buf *out, const struct metrics_gauges *g)
+{
+	const char *set = g->policy_set ? g->policy_set : "builtin";
+	metrics_family(out, "recd_recommendations_tier_total", "counter",
+		       "Recommendation requests by cold-start tier.");
+	const size_t n_tier = ARRAY_SIZE(((struct metrics_worker *)0)->tier);
+	for (size_t i = 0; g->tier_names && i < n_tier && g->tier_names[i]; i++) {
+		buf_puts_lit(out, "recd_recommendations_tier_total{tier=");
+		metrics_label(out, g->tier_names[i]);
+		buf_puts_lit(out, "} ");
+		buf_put_u64(out, SUM(tier[i]));
+		buf_putc(out, '\n');
+	}
+	metrics_scalar(out, "recd_policy_fallbacks_total", "counter",
+		       "Lists ranked by the built-in C policy because a Lua hook failed.", SUM(policy_fallbacks));
+	metrics_scalar(out, "recd_policy_generation", "gauge",
+		       "Policy generation published (increments on each accepted reload).", g->policy_generation);
+	if (g->hook_names) {
+		metrics_family(out, "recd_plugin_calls_total", "counter", "Policy hook calls, by plugin set and hook.");
+		for (int h = 0; h < METRICS_HOOKS; h++) {
+			buf_puts_lit(out, "recd_plugin_calls_total{plugin=");
+			metrics_label(out, set);
+			buf_puts_lit(out, ",hook=");
+			metrics_label(out, g->hook_names[h]);
+			buf_puts_lit(out, "} ");
+			buf_put_u64(out, g->policy_calls[h]);
+			buf_putc(out, '\n');
+		}
+	}
+	if (g->hook_names && g->fail_names) {
+		metrics_family(out, "recd_plugin_errors_total", "counter",
+			       "Policy hook failures (the C fallback served), by plugin set, hook and kind.");
+		for (int h = 0; h < METRICS_HOOKS; h++)
+			for (int k = 0; k < METRICS_FAILS; k++) {
+				buf_puts_lit(out, "recd_plugin_errors_total{plugin=");
+				metrics_label(out, set);
+				buf_puts_lit(out, ",hook=");
+				metrics_label(out, g->hook_names[h]);
+				buf_puts_lit(out, ",kind=");
+				metrics_label(out, g->fail_names[k]);
+				buf_puts_lit(out, "} ");
+				buf_put_u64(out, g->policy_failures[h][k]);
+				buf_putc(out, '\n');
+			}
+	}
+	metrics_scalar(out, "recd_plugin_breaker_open", "gauge",
+		       "Workers whose policy breaker is open (C policies until the next reload).",
+		       g->policy_breaker_open);
+	metrics_scalar(out, "recd_plugin_breaker_trips_total", "counter",
+		       "Times a worker's policy breaker opened.", g->policy_breaker_trips);
+	metrics_scalar(out, "recd_plugin_breaker_skips_total", "counter",
+		       "Hook calls skipped while a breaker was open.", g->policy_breaker_skips);
+	metrics_scalar(out, "recd_plugin_state_rebuilds_total", "counter",
+		       "Lua states rebuilt after crossing the hard memory ceiling.", g->policy_rebuilds);
+	metrics_scalar(out, "recd_plugin_swap_failures_total", "counter",
+		       "Worker-side policy state builds that failed (the old state kept serving).",
+		       g->policy_swap_failures);
+	metrics_scalar(out, "recd_policy_load_failures_total", "counter",
+		       "Policy sets refused at reload (the running set kept serving).", g->policy_load_failures);
+	metrics_scalar(out, "recd_trending_items", "gauge", "Items with live trending counts.", g->trending_items);
+}
+
 void metrics_render(struct buf *out, const struct metrics_gauges *g)
 {
 	metrics_family(out, "recd_build_info", "gauge", "Build information; always 1.");
@@ -324,6 +386,8 @@ void metrics_render(struct buf *out, const struct metrics_gauges *g)
 	metrics_scalar(out, "recd_live_items", "gauge", "Items with live updates.", g->live_items);
 	metrics_scalar(out, "recd_live_users_evicted_total", "counter",
 		       "Users dropped from live state for idleness or the size cap.", g->live_users_evicted);
+
+	metrics_render_policies(out, g);
 
 	metrics_scalar(out, "recd_snapshot_generation", "gauge",
 		       "Generation of the snapshot being served (increments on each load).",

@@ -64,6 +64,9 @@ struct metrics_worker {
 	uint64_t events_ring_full;  /* requests answered 503: queue full */
 } cacheline_aligned;
 
+#define METRICS_HOOKS 3   /* route, rules, rerank */
+#define METRICS_FAILS 4   /* error, budget, memory, garbage */
+
 /* Process-wide gauges the caller fills at scrape time. */
 struct metrics_gauges {
 	const char *version;
@@ -85,6 +88,21 @@ struct metrics_gauges {
 	uint64_t live_users;
 	uint64_t live_items;
 	uint64_t live_users_evicted;
+	/* Policies (summed over the workers' Lua hosts by the caller). */
+	const char *const *tier_names;       /* for worker.tier[i], NULL-terminated */
+	const char *policy_set;              /* plugin set name ("builtin" without Lua) */
+	const char *const *hook_names;       /* METRICS_HOOKS */
+	const char *const *fail_names;       /* METRICS_FAILS */
+	uint64_t policy_generation;
+	uint64_t policy_calls[METRICS_HOOKS];
+	uint64_t policy_failures[METRICS_HOOKS][METRICS_FAILS];
+	uint64_t policy_breaker_open;        /* workers whose breaker is open */
+	uint64_t policy_breaker_trips;
+	uint64_t policy_breaker_skips;
+	uint64_t policy_rebuilds;
+	uint64_t policy_swap_failures;       /* worker-side state builds that failed */
+	uint64_t policy_load_failures;       /* sets refused at reload */
+	uint64_t trending_items;
 };
 
 /* Allocate n zeroed per-worker blocks (+1 for the admin listener, which is

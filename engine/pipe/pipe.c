@@ -233,6 +233,46 @@ const struct lua_req *pipe_resolve(struct pipe_worker *pw, const struct pipe_req
 	return q;
 }
 
+static uint32_t copy_items(const uint32_t *src, uint32_t n, uint32_t *dst, uint32_t cap, uint32_t n_items)
+{
+	uint32_t m = 0;
+	for (uint32_t i = 0; src && i < n && m < cap; i++)
+		if (src[i] < n_items)
+			dst[m++] = src[i];
+	return m;
+}
+
+const struct lua_req *pipe_resolve_given(struct pipe_worker *pw, const struct pipe_request *rq,
+					 const struct lua_req *given)
+{
+	const struct snap *s = rq->snap;
+	struct lua_req *q = &pw->req;
+	*q = *given;
+	q->recent = pw->recent;
+	q->cart = pw->cart;
+	q->purchased = pw->purchased;
+	q->n_recent = copy_items(given->recent, given->n_recent, pw->recent, LIVE_RECENT, s->n_items);
+	q->n_cart = copy_items(given->cart, given->n_cart, pw->cart, ARRAY_SIZE(pw->cart), s->n_items);
+	q->n_purchased = copy_items(given->purchased, given->n_purchased, pw->purchased, PIPE_REQ_PURCHASED,
+				    s->n_items);
+	if (q->context_item != LUA_NO_ITEM && q->context_item >= s->n_items)
+		q->context_item = LUA_NO_ITEM;
+	pw->s = s;
+	pw->lv = NULL;
+	pw->user = NULL;
+	pw->live_items = false;
+	set_clear(pw);
+	if (q->context_item != LUA_NO_ITEM)
+		set_add(pw, q->context_item);
+	for (uint32_t i = 0; i < q->n_cart; i++)
+		set_add(pw, pw->cart[i]);
+	for (uint32_t i = 0; i < q->n_purchased; i++)
+		set_add(pw, pw->purchased[i]);
+	for (uint32_t i = 0; i < q->n_recent; i++)
+		set_add(pw, pw->recent[i]);
+	return q;
+}
+
 /* --------------------------------------------------------------- route */
 
 static void route_add(struct lua_route *rt, enum lua_source src, uint32_t n, float weight)

@@ -70,6 +70,11 @@ void pipe_recommend(struct pipe_worker *pw, struct lua_host *h, const struct pip
 /* The pieces, for recd-policy (offline) and tests. */
 /* Resolve the shopper into the Lua request view (arrays in pw). */
 const struct lua_req *pipe_resolve(struct pipe_worker *pw, const struct pipe_request *rq);
+/* Offline (recd-policy, replays): take a request view built by the
+ * caller instead of reading live state; its cart, purchased and recent
+ * items are excluded from the candidates as the live ones would be. */
+const struct lua_req *pipe_resolve_given(struct pipe_worker *pw, const struct pipe_request *rq,
+					 const struct lua_req *given);
 /* The C tiers: context item → similar; snapshot embedding or 10+
  * interactions → collaborative; 1..9 → content-based; else popular. */
 void pipe_default_route(const struct lua_req *q, struct lua_route *rt);
