@@ -250,9 +250,9 @@ static size_t align8(size_t n)
 static int publish(struct trend *t, const struct snap *s, uint64_t now_ms)
 {
 	if (t->have_ref && t->t_ref_ms > now_ms + TREND_FUTURE_MS)
-		/* The clock stepped back, or events ahead of it came before the
-		 * first tick: shift every count to now rather than let them
-		 * outweigh (or underflow) every event to come. */
+		/* Events ahead of the clock came before the first tick: shift
+		 * them to now rather than let them outweigh (or make underflow)
+		 * every event to come. */
 		t->t_ref_ms = now_ms;
 	else if (t->have_ref && rel_exp(t, now_ms) > TREND_RESCALE_EXP)
 		rescale(t, now_ms);
@@ -382,6 +382,10 @@ bool trend_tick(struct trend *t, const struct snap *s, uint64_t now_ms)
 {
 	if (!t->slots)
 		return false;
+	/* The wall clock stepped back: move t_ref with it, so scores stay as
+	 * they were at the last tick instead of jumping up. */
+	if (t->have_ref && t->clock_ms > now_ms + TREND_FUTURE_MS)
+		t->t_ref_ms -= t->clock_ms - now_ms;
 	t->clock_ms = now_ms;
 	if (t->pub && now_ms >= t->last_publish_ms) {
 		uint64_t since = now_ms - t->last_publish_ms;

@@ -115,8 +115,9 @@ static inline float trend_event_weight(const struct trend *t, unsigned type)
 {
 	return type < EVENT__TYPE_COUNT ? t->weights[type] : 0.0f;
 }
-/* Count one interaction. O(1) amortized; never fails (under memory
- * pressure the event is dropped). */
+/* Count one interaction at ts_ms (the event's time; more than a minute
+ * past the last tick's clock counts as a minute past). O(1) amortized;
+ * never fails (under memory pressure the event is dropped). */
 void trend_add(struct trend *t, uint64_t item_key, float weight, uint64_t ts_ms);
 /* Call every loop turn: republishes the lists when TREND_PUBLISH_MS has
  * passed and something changed (or TREND_IDLE_PUBLISH_MS has). `s` is
