@@ -37,7 +37,7 @@ $pin_server "$build/bench/bench_scan" "$data/snap.recd" --queries "${QUERIES:-30
 
 log=$(mktemp)
 $pin_server "$build/engine/recd" --snapshot "$data/snap.recd" --listen 127.0.0.1:0 --admin-listen "" \
-	--workers 1 2>"$log" &
+	--workers 1 --event-log=false 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT
 port=""

@@ -20,7 +20,7 @@ if [ -z "$snap" ]; then
 	snap="$tmp/snap.recd"
 fi
 strace -f -c -o "$tmp/strace.txt" -e trace=read,write,recvfrom,sendto,recvmsg,sendmsg,epoll_wait,io_uring_enter \
-	"$build/engine/recd" --snapshot "$snap" --listen 127.0.0.1:0 --admin-listen "" --workers 1 2>"$tmp/log" &
+	"$build/engine/recd" --snapshot "$snap" --listen 127.0.0.1:0 --admin-listen "" --workers 1 --event-log=false 2>"$tmp/log" &
 pid=$!
 port=""
 for _ in $(seq 1 100); do
@@ -30,7 +30,8 @@ for _ in $(seq 1 100); do
 done
 [ -n "$port" ] || { cat "$tmp/log" >&2; kill $pid; exit 1; }
 wrk -t1 -c32 -d"${secs}s" -s bench/wrk/known_users.lua "http://127.0.0.1:$port" -- 2000 10
-kill -TERM $pid
+# SIGTERM to strace itself would only detach it: signal recd.
+kill -TERM "$(pgrep -P $pid)" 2>/dev/null || kill -TERM $pid
 wait $pid || true
 echo "--- strace -c of recd during the run (io_uring_enter shown for scale) ---"
 cat "$tmp/strace.txt"

@@ -1,9 +1,10 @@
 /* main.c: the recd daemon: configuration, start-up and shutdown.
  *
  * The main thread becomes the control thread (ctl.c) once the workers
- * run: it loads the snapshot, starts the io_uring workers, tells systemd
- * when it is ready, serves reloads, and on SIGTERM/SIGINT drains the
- * workers and exits 0.
+ * run: it loads the snapshot, replays the event log into live state
+ * (upd_start), starts the io_uring workers, tells systemd when it is
+ * ready, serves reloads, and on SIGTERM/SIGINT drains the workers and
+ * exits 0.
  */
 #include <errno.h>
 #include <signal.h>
@@ -138,6 +139,10 @@ int main(int argc, char **argv)
 
 	if (srv.cfg.demo && !srv.cfg.snapshot[0] && make_demo_snapshot(&srv.cfg))
 		return 1;
+	/* The demo must run anywhere (no /var/lib/recd) and start fresh: no
+	 * event log unless one is asked for by directory. */
+	if (srv.cfg.demo && srv.cfg.event_log && !srv.cfg.event_log_dir[0])
+		srv.cfg.event_log = false;
 	if (!srv.cfg.snapshot[0]) {
 		fprintf(stderr, "recd: no snapshot configured: set `snapshot = PATH` or run with --demo\n");
 		return 2;
@@ -169,6 +174,8 @@ int main(int argc, char **argv)
 
 	/* One event ring per worker and one for the admin worker. */
 	static struct updater upd;
+	/* Replays the event log into live state before any listener opens:
+	 * READY below means recovered. */
 	int ur = upd_start(&upd, &srv, srv.n_workers + 1, (uint32_t)srv.cfg.event_ring_size, s->dim,
 			   (uint64_t)srv.cfg.live_max_users, (uint64_t)srv.cfg.live_user_ttl_s * 1000);
 	if (ur) {

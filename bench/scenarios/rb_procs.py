@@ -90,9 +90,10 @@ def pin(cpu):
 
 def start_recd(build, snapshot, tmp, cpu, workers, extra=()):
     log = os.path.join(tmp, "recd.log")
+    # The event log (default durability) goes to the run's temp dir.
     args = pin(cpu) + [os.path.join(build, "engine", "recd"), "--snapshot", snapshot,
                        "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                       "--workers", str(workers)] + list(extra)
+                       "--workers", str(workers), "--state-dir", tmp] + list(extra)
     err = open(log, "w+")
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.time() + 20

@@ -874,66 +874,6 @@ static int api_forget_user(struct api_worker *w, const struct http_request *req,
 	return 202;
 }
 
-/* GET /admin/users/{id} (admin): what live state remembers of one user
- * right now (operators; the crash test checks recovery with it). Read in
- * this loop turn's epoch section like any live lookup. Items are shown by
- * id, or as "#<key hex>" when the snapshot does not know them. */
-static int api_admin_user(struct api_worker *w, const struct http_request *req, bool close, struct buf *out,
-			  enum metrics_endpoint *ep)
-{
-	*ep = MEP_ADMIN;
-	if (req->method != HTTP_M_GET)
-		return method_not_allowed(out, close, "GET");
-	struct str id = { req->path.p + 13, req->path.len - 13 };
-	if (id.len >= EVENT_ID_MAX || memchr(id.p, '/', id.len))
-		return api_fail(out, close, 400, "bad_request", "expected /admin/users/{user_id} (at most %d bytes)",
-				EVENT_ID_MAX - 1);
-	const struct live_user *lu = live_user_get(&w->srv->updater->live, event_key(id.p, id.len));
-	if (!lu)
-		return api_fail(out, close, 404, "not_found", "no live state for this user");
-	const struct snap *s = srv_snapshot(w->srv);
-	struct buf *b = &w->body;
-#define PUT_ITEM(key) do { \
-		int64_t ix_ = s ? snap_item_find_key(s, (key)) : -1; \
-		if (ix_ >= 0) { \
-			struct str is_ = snap_item_id(s, (uint32_t)ix_); \
-			buf_put_json_str(b, is_.p, is_.len); \
-		} else { \
-			buf_printf(b, "\"#%016llx\"", (unsigned long long)(key)); \
-		} \
-	} while (0)
-	buf_reset(b);
-	buf_puts_lit(b, "{\"user_id\":");
-	buf_put_json_str(b, id.p, id.len);
-	buf_printf(b, ",\"interactions\":%u,\"first_seen_ms\":%llu,\"last_seen_ms\":%llu,\"recent\":[",
-		   lu->n_interactions, (unsigned long long)lu->first_seen_ms, (unsigned long long)lu->last_seen_ms);
-	for (uint32_t i = 0; i < lu->n_recent; i++) {
-		buf_puts(b, i ? ",{\"item_id\":" : "{\"item_id\":");
-		PUT_ITEM(lu->recent[i].item_key);
-		const char *t = lu->recent[i].type < EVENT__TYPE_COUNT ? event_type_names[lu->recent[i].type] : NULL;
-		buf_printf(b, ",\"type\":\"%s\",\"ts_ms\":%llu}", t ? t : "?",
-			   (unsigned long long)lu->recent[i].ts_ms);
-	}
-	buf_puts_lit(b, "],\"cart\":[");
-	for (uint32_t i = 0; i < lu->n_cart; i++) {
-		if (i)
-			buf_putc(b, ',');
-		PUT_ITEM(lu->cart[i]);
-	}
-	buf_puts_lit(b, "],\"purchased\":[");
-	for (uint32_t i = 0; lu->purchased && i < lu->purchased->n; i++) {
-		if (i)
-			buf_putc(b, ',');
-		PUT_ITEM(lu->purchased->order[i]);
-	}
-#undef PUT_ITEM
-	buf_puts_lit(b, "]}\n");
-	if (b->oom)
-		return api_fail(out, close, 500, "internal", "out of memory");
-	api_write(out, 200, JSON_CT, b, close, NULL);
-	return 200;
-}
-
 /* POST /admin/reload?what=snapshot|policies|all: the control thread does
  * the work; this admin worker waits for its answer (admin traffic only). */
 static int api_admin_reload(struct api_worker *w, const struct http_request *req, bool close, struct buf *out)
@@ -1023,6 +963,66 @@ static int method_not_allowed(struct buf *out, bool close, const char *allow)
 	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
 	api_write_error(out, 405, "method_not_allowed", "this endpoint does not take that method", close, hdr);
 	return 405;
+}
+
+/* GET /admin/users/{id} (admin): what live state remembers of one user
+ * right now (operators; the crash test checks recovery with it). Read in
+ * this loop turn's epoch section like any live lookup. Items are shown by
+ * id, or as "#<key hex>" when the snapshot does not know them. */
+static int api_admin_user(struct api_worker *w, const struct http_request *req, bool close, struct buf *out,
+			  enum metrics_endpoint *ep)
+{
+	*ep = MEP_ADMIN;
+	if (req->method != HTTP_M_GET)
+		return method_not_allowed(out, close, "GET");
+	struct str id = { req->path.p + 13, req->path.len - 13 };
+	if (id.len >= EVENT_ID_MAX || memchr(id.p, '/', id.len))
+		return api_fail(out, close, 400, "bad_request", "expected /admin/users/{user_id} (at most %d bytes)",
+				EVENT_ID_MAX - 1);
+	const struct live_user *lu = live_user_get(&w->srv->updater->live, event_key(id.p, id.len));
+	if (!lu)
+		return api_fail(out, close, 404, "not_found", "no live state for this user");
+	const struct snap *s = srv_snapshot(w->srv);
+	struct buf *b = &w->body;
+#define PUT_ITEM(key) do { \
+		int64_t ix_ = s ? snap_item_find_key(s, (key)) : -1; \
+		if (ix_ >= 0) { \
+			struct str is_ = snap_item_id(s, (uint32_t)ix_); \
+			buf_put_json_str(b, is_.p, is_.len); \
+		} else { \
+			buf_printf(b, "\"#%016llx\"", (unsigned long long)(key)); \
+		} \
+	} while (0)
+	buf_reset(b);
+	buf_puts_lit(b, "{\"user_id\":");
+	buf_put_json_str(b, id.p, id.len);
+	buf_printf(b, ",\"interactions\":%u,\"first_seen_ms\":%llu,\"last_seen_ms\":%llu,\"recent\":[",
+		   lu->n_interactions, (unsigned long long)lu->first_seen_ms, (unsigned long long)lu->last_seen_ms);
+	for (uint32_t i = 0; i < lu->n_recent; i++) {
+		buf_puts(b, i ? ",{\"item_id\":" : "{\"item_id\":");
+		PUT_ITEM(lu->recent[i].item_key);
+		const char *t = lu->recent[i].type < EVENT__TYPE_COUNT ? event_type_names[lu->recent[i].type] : NULL;
+		buf_printf(b, ",\"type\":\"%s\",\"ts_ms\":%llu}", t ? t : "?",
+			   (unsigned long long)lu->recent[i].ts_ms);
+	}
+	buf_puts_lit(b, "],\"cart\":[");
+	for (uint32_t i = 0; i < lu->n_cart; i++) {
+		if (i)
+			buf_putc(b, ',');
+		PUT_ITEM(lu->cart[i]);
+	}
+	buf_puts_lit(b, "],\"purchased\":[");
+	for (uint32_t i = 0; lu->purchased && i < lu->purchased->n; i++) {
+		if (i)
+			buf_putc(b, ',');
+		PUT_ITEM(lu->purchased->order[i]);
+	}
+#undef PUT_ITEM
+	buf_puts_lit(b, "]}\n");
+	if (b->oom)
+		return api_fail(out, close, 500, "internal", "out of memory");
+	api_write(out, 200, JSON_CT, b, close, NULL);
+	return 200;
 }
 
 int api_handle(struct api_worker *w, const struct http_request *req, bool closing, struct buf *out,

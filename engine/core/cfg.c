@@ -43,6 +43,15 @@ const struct cfg_key cfg_table[] = {
 	INT(plugin_preflight_ms, 100, 60000, 1000, false,
 	    "a new policy set must run its test requests within this (ms), in a child process"),
 	STR(state_dir, "/var/lib/recd", "directory for live state kept across restarts"),
+	{ "event_log", CFG_BOOL, OFF(event_log), 0, 0, "true", false,
+	  "keep accepted events in an append-only log, replayed into live state at start", 0 },
+	STR(event_log_dir, "",
+	    "event log directory (\"\" = state_dir/events); created if missing, its parent must exist"),
+	{ "durability", CFG_CHOICE, OFF(durability), 0, 0, "batch", false,
+	  "when an event is acknowledged: none (logged, never fsync'ed), batch (after the fsync covering it, "
+	  "at most one per durability_batch_ms) or always (after an fsync of its batch)", 0, "none|batch|always" },
+	INT(durability_batch_ms, 1, 1000, 5, false,
+	    "durability = batch: at most one fsync of the event log per this many ms"),
 	INT(max_connections, 1, 1000000, 10000, false,
 	    "open client connections for the whole process; beyond it new ones get 503"),
 	INT(max_request_line, 256, 65536, 8192, false,
@@ -88,7 +97,7 @@ const size_t cfg_table_len = ARRAY_SIZE(cfg_table);
 
 static const char *const cfg_type_names[] = {
 	[CFG_INT] = "int", [CFG_BOOL] = "bool", [CFG_STRING] = "string",
-	[CFG_ADDR] = "addr", [CFG_LEVEL] = "level",
+	[CFG_ADDR] = "addr", [CFG_LEVEL] = "level", [CFG_CHOICE] = "choice",
 };
 
 static int cfg_err(char *err, size_t errlen, const char *fmt, ...)
@@ -203,6 +212,20 @@ static bool cfg_addr_ok(const char *v)
 	return atoi(port) <= 65535;
 }
 
+/* Is `v` one of the '|'-separated words of `choices`? */
+static bool cfg_choice_ok(const char *choices, const char *v)
+{
+	size_t vl = strlen(v);
+	for (const char *p = choices; p && *p;) {
+		const char *bar = strchr(p, '|');
+		size_t n = bar ? (size_t)(bar - p) : strlen(p);
+		if (n == vl && !memcmp(p, v, n))
+			return true;
+		p = bar ? bar + 1 : NULL;
+	}
+	return false;
+}
+
 int cfg_set(struct recd_config *cfg, const char *key, const char *value, char *err, size_t errlen)
 {
 	const struct cfg_key *k = cfg_find(key, strlen(key));
@@ -236,6 +259,11 @@ int cfg_set(struct recd_config *cfg, const char *key, const char *value, char *e
 			return cfg_err(err, errlen,
 				       "%s: expected host:port, [v6]:port or unix:/path, got '%s'",
 				       k->name, value);
+		break;
+	case CFG_CHOICE:
+		if (!cfg_choice_ok(k->choices, value))
+			return cfg_err(err, errlen, "%s: expected one of %s, got '%s'", k->name, k->choices,
+				       value);
 		break;
 	case CFG_STRING:
 		break;
@@ -486,6 +514,8 @@ void cfg_print_help(FILE *out, const char *argv0)
 		if (k->type == CFG_INT)
 			fprintf(out, " [%lld..%lld%s]", (long long)k->min, (long long)k->max,
 				k->flags & CFG_F_POW2 ? ", power of two" : "");
+		if (k->type == CFG_CHOICE)
+			fprintf(out, " [%s]", k->choices);
 		fprintf(out, "%s\n      %s\n", k->reloadable ? " (reloadable)" : "", k->help);
 	}
 }

@@ -20,6 +20,7 @@ enum cfg_type {
 	CFG_STRING,  /* any text up to the field size */
 	CFG_ADDR,    /* host:port, [v6]:port or unix:/path; port 0 = ephemeral */
 	CFG_LEVEL,   /* log level name */
+	CFG_CHOICE,  /* one of the row's `choices` ("a|b|c"), kept as text */
 };
 
 struct recd_config {
@@ -36,6 +37,10 @@ struct recd_config {
 	int64_t plugin_breaker_threshold; /* consecutive failures before the breaker opens */
 	int64_t plugin_preflight_ms;      /* reload's forked test run of a policy set */
 	char state_dir[PATH_MAX];
+	bool event_log;            /* keep accepted events in the append-only log */
+	char event_log_dir[PATH_MAX]; /* "" = state_dir/events */
+	char durability[8];        /* none | batch | always (events/evlog.h) */
+	int64_t durability_batch_ms;  /* batch: at most one fdatasync per this */
 	int64_t max_connections;   /* whole process; refused with 503 beyond */
 	int64_t max_request_line;
 	int64_t max_headers;
@@ -71,6 +76,7 @@ struct cfg_key {
 	bool reloadable;
 	const char *help;
 	unsigned flags;     /* CFG_F_* */
+	const char *choices; /* CFG_CHOICE: the accepted values, "a|b|c" */
 };
 
 #define CFG_F_POW2     1u  /* CFG_INT: must be a power of two */

@@ -4,52 +4,194 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 #include "core/log.h"
 #include "live/updater.h"
 
 #define UPD_BATCH 1024          /* events per ring per pass: keeps rings fair */
 #define UPD_IDLE_POLL_MS 100    /* periodic work while idle */
+#define UPD_STAGE 4096          /* events logged and applied together (group commit) */
+#define UPD_LOG_RETRY_MS 1000   /* a failing event log is retried this often */
 
 const uint64_t upd_wake_value = 1;
+
+/* One event into live state (and trending). */
+static void apply_one(struct updater *u, const struct event *ev, const struct snap *s, bool replay)
+{
+	if (live_apply(&u->live, ev, s)) {
+		ck_pr_store_64(&u->stats.apply_failed, u->stats.apply_failed + 1);
+		log_warn("event_apply_failed", "type=%s err=\"out of memory\"%s", event_type_names[ev->type],
+			 replay ? " during=replay" : "");
+		return;
+	}
+	if (!replay)
+		ck_pr_store_64(&u->stats.applied[ev->type], u->stats.applied[ev->type] + 1);
+	float w = trend_event_weight(&u->trend, ev->type);
+	if (w > 0 && (ev->flags & EVENT_HAS_ITEM))
+		trend_add(&u->trend, ev->item_key, w, ev->ts_ms);
+}
+
+/* What is applied (and durable) may be acknowledged: advance `applied`
+ * and wake the workers holding answers for it. */
+static void publish(struct updater *u)
+{
+	for (uint32_t i = 0; i < u->n_rings; i++) {
+		struct upd_ring *r = &u->rings[i];
+		if (r->taken == r->applied)
+			continue;
+		ck_pr_store_64(&r->applied, r->taken);
+		/* Store-fence-load against the worker's waiting flag, as for
+		 * the updater's own wake-up, so no held answer is forgotten. */
+		ck_pr_fence_memory();
+		if (ck_pr_load_int(&r->waiting) && r->wake_fd >= 0) {
+			uint64_t one = 1;
+			if (write(r->wake_fd, &one, sizeof(one)) < 0)
+				log_warn("worker_wake_failed", "ring=%u err=\"%s\"", i, strerror(errno));
+		}
+	}
+}
+
+/* The log refused something: under batch/always stop taking events and
+ * retry later; log it on the first failure and then every 10 s. */
+static void log_trouble(struct updater *u, const char *what, int err)
+{
+	uint64_t now = now_ns();
+	ck_pr_store_64(&u->stats.log_errors, u->stats.log_errors + 1);
+	bool hold = u->durability != EVLOG_NONE;
+	if (hold) {
+		u->log_retry_ns = now + UPD_LOG_RETRY_MS * 1000000ull;
+		if (!u->log_failed)
+			u->log_complained_ns = 0;
+		u->log_failed = true;
+	}
+	if (!u->log_complained_ns || now - u->log_complained_ns > 10000000000ull) {
+		log_error("event_log_failed", "dir=%s op=%s err=\"%s\" detail=\"%s\"", u->log->dir, what,
+			  strerror(-err),
+			  hold ? "events are not acknowledged until the log works again"
+			       : "durability=none: events are applied but not logged");
+		u->log_complained_ns = now;
+	}
+}
+
+/* Under batch the fdatasync waits for its interval; 1 = not yet. */
+static int log_flush(struct updater *u, bool force)
+{
+	if (u->durability == EVLOG_NONE)
+		return evlog_write(u->log);
+	uint64_t now = now_ns();
+	if (u->durability == EVLOG_BATCH && !force && now - u->last_sync_ns < u->sync_interval_ns)
+		return 1;
+	int r = evlog_sync(u->log);
+	if (!r)
+		u->last_sync_ns = now;
+	return r;
+}
+
+/* Group commit of the staged events: one append to the log, the sync the
+ * policy asks for, then apply, then publish. */
+static void commit(struct updater *u, const struct snap *s)
+{
+	int r = 0;
+	if (u->log && u->n_stage) {
+		r = evlog_append(u->log, u->stage, u->n_stage);
+		if (r) {
+			log_trouble(u, "append", r);
+			if (u->durability != EVLOG_NONE)
+				return;   /* kept staged, not applied: the retry appends them */
+		}
+	}
+	if (u->log && !r) {
+		r = log_flush(u, false);
+		if (r < 0) {
+			log_trouble(u, u->durability == EVLOG_NONE ? "write" : "sync", r);
+		} else if (u->log_failed) {
+			u->log_failed = false;
+			log_info("event_log_recovered", "dir=%s", u->log->dir);
+		}
+	}
+	/* Applied even when the sync failed: the log still holds them in
+	 * memory and rewrites them; only the acknowledgement waits. */
+	for (uint32_t i = 0; i < u->n_stage; i++) {
+		const struct event *ev = &u->stage[i];
+		apply_one(u, ev, s, false);
+		u->rings[ev->seq >> 48].taken++;
+	}
+	u->n_stage = 0;
+	if (!u->log || u->durability == EVLOG_NONE || r == 0)
+		publish(u);
+}
+
+/* A failed log is retried once its time has come: the staged events
+ * (append failed) or everything unsynced (write/sync failed). */
+static void log_retry(struct updater *u, const struct snap *s)
+{
+	if (u->n_stage) {
+		commit(u, s);
+		return;
+	}
+	int r = log_flush(u, true);
+	if (r) {
+		log_trouble(u, "sync", r);
+		return;
+	}
+	u->log_failed = false;
+	log_info("event_log_recovered", "dir=%s", u->log->dir);
+	publish(u);
+}
 
 static uint32_t drain(struct updater *u)
 {
 	uint32_t total = 0;
-	struct event ev;
 	ck_epoch_begin(&u->rec, NULL);
 	const struct snap *s = srv_snapshot(u->srv);
-	for (uint32_t i = 0; i < u->n_rings; i++) {
+	if (u->log_failed && now_ns() >= u->log_retry_ns)
+		log_retry(u, s);
+	for (uint32_t i = 0; i < u->n_rings && !u->log_failed; i++) {
 		struct upd_ring *r = &u->rings[i];
-		uint32_t n = 0;
-		while (n < UPD_BATCH && ck_ring_dequeue_spsc_event(&r->ring, r->buf, &ev)) {
-			if (live_apply(&u->live, &ev, s)) {
-				ck_pr_store_64(&u->stats.apply_failed, u->stats.apply_failed + 1);
-				log_warn("event_apply_failed", "type=%s err=\"out of memory\"",
-					 event_type_names[ev.type]);
-			} else {
-				ck_pr_store_64(&u->stats.applied[ev.type], u->stats.applied[ev.type] + 1);
-				float w = trend_event_weight(&u->trend, ev.type);
-				if (w > 0 && (ev.flags & EVENT_HAS_ITEM))
-					trend_add(&u->trend, ev.item_key, w, ev.ts_ms);
-			}
-			n++;
+		if (u->n_stage + UPD_BATCH > UPD_STAGE) {
+			commit(u, s);
+			if (u->log_failed)
+				break;
 		}
-		if (n) {
-			ck_pr_store_64(&r->applied, r->applied + n);
-			/* Store-fence-load against the worker's waiting flag, as for
-			 * the updater's own wake-up, so no held answer is forgotten. */
-			ck_pr_fence_memory();
-			if (ck_pr_load_int(&r->waiting) && r->wake_fd >= 0) {
-				uint64_t one = 1;
-				if (write(r->wake_fd, &one, sizeof(one)) < 0)
-					log_warn("worker_wake_failed", "ring=%u err=\"%s\"", i, strerror(errno));
-			}
+		uint32_t n = 0;
+		while (n < UPD_BATCH && ck_ring_dequeue_spsc_event(&r->ring, r->buf, &u->stage[u->n_stage])) {
+			u->n_stage++;
+			n++;
 		}
 		total += n;
 	}
+	if (u->n_stage && !u->log_failed)
+		commit(u, s);
 	ck_epoch_end(&u->rec, NULL);
 	return total;
+}
+
+/* batch: sync what the interval held back once it is due. */
+static void log_tick(struct updater *u)
+{
+	if (!u->log || u->log_failed || u->durability != EVLOG_BATCH || !evlog_pending(u->log))
+		return;
+	int r = log_flush(u, false);
+	if (r < 0)
+		log_trouble(u, "sync", r);
+	else if (r == 0)
+		publish(u);
+}
+
+/* How long the updater may sleep: until the next due sync or retry. */
+static uint64_t idle_ns(struct updater *u)
+{
+	uint64_t t = UPD_IDLE_POLL_MS * 1000000ull, now = now_ns(), due;
+	if (!u->log)
+		return t;
+	if (u->log_failed)
+		due = u->log_retry_ns;
+	else if (u->durability == EVLOG_BATCH && evlog_pending(u->log))
+		due = u->last_sync_ns + u->sync_interval_ns;
+	else
+		return t;
+	return due <= now ? 0 : MIN(t, due - now);
 }
 
 static bool rings_empty(struct updater *u)
@@ -66,6 +208,7 @@ static void *upd_main(void *arg)
 	uint64_t last_evict = now_ns();
 	while (!ck_pr_load_int(&u->stop)) {
 		uint32_t n = drain(u);
+		log_tick(u);
 		ck_epoch_poll(&u->rec);
 		/* At most one rebuild a second; the idle poll keeps ticks coming. */
 		ck_epoch_begin(&u->rec, NULL);
@@ -80,22 +223,92 @@ static void *upd_main(void *arg)
 		}
 		if (n)
 			continue;
+		uint64_t sleep_ns = idle_ns(u);
+		if (!sleep_ns)
+			continue;
 		ck_pr_store_int(&u->sleeping, 1);
 		ck_pr_fence_memory();
-		if (!rings_empty(u) || ck_pr_load_int(&u->stop)) {
+		/* A failed log leaves events in the rings on purpose. */
+		if ((!u->log_failed && !rings_empty(u)) || ck_pr_load_int(&u->stop)) {
 			ck_pr_store_int(&u->sleeping, 0);
 			continue;
 		}
 		struct pollfd pfd = { u->wake_fd, POLLIN, 0 };
-		if (poll(&pfd, 1, UPD_IDLE_POLL_MS) > 0) {
+		struct timespec ts = { (time_t)(sleep_ns / 1000000000ull), (long)(sleep_ns % 1000000000ull) };
+		if (ppoll(&pfd, 1, &ts, NULL) > 0) {
 			uint64_t v;
 			if (read(u->wake_fd, &v, sizeof(v)) == sizeof(v))
 				ck_pr_store_64(&u->stats.wakeups, u->stats.wakeups + 1);
 		}
 		ck_pr_store_int(&u->sleeping, 0);
 	}
+	/* Workers are gone: take the rest, and leave nothing unsynced. */
+	u->log_retry_ns = 0;
 	drain(u);
+	if (u->log && !u->log_failed && evlog_pending(u->log)) {
+		int r = log_flush(u, true);
+		if (r)
+			log_trouble(u, "sync", r);
+		else
+			publish(u);
+	}
 	return NULL;
+}
+
+static int replay_one(void *ctx, const struct event *ev)
+{
+	struct updater *u = ctx;
+	/* No snapshot swap can happen yet: ctl_run has not started. */
+	apply_one(u, ev, srv_snapshot(u->srv), true);
+	/* Nobody reads yet: let the retired record copies go as we go. */
+	if (++u->stats.recovered % 4096 == 0)
+		ck_epoch_poll(&u->rec);
+	return 0;
+}
+
+/* Open the event log of srv->cfg and replay it into live state. Runs
+ * before the updater thread exists, on the thread that will start it. */
+static int open_log(struct updater *u)
+{
+	const struct recd_config *cfg = &u->srv->cfg;
+	if (!cfg->event_log) {
+		log_info("event_log_off", "durability=none detail=\"%s: live state starts empty at every start\"",
+			 cfg->demo && !cfg->event_log_dir[0] ? "demo without event_log_dir" : "event_log = false");
+		return 0;
+	}
+	char dir[PATH_MAX];
+	int n = cfg->event_log_dir[0] ? snprintf(dir, sizeof(dir), "%s", cfg->event_log_dir)
+				      : snprintf(dir, sizeof(dir), "%s/events", cfg->state_dir);
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return -ENAMETOOLONG;
+	int d = evlog_durability_parse(cfg->durability);
+	if (d < 0)
+		return d;   /* cfg_set refuses other values; here for direct callers */
+	u->durability = d;
+	u->sync_interval_ns = (uint64_t)cfg->durability_batch_ms * 1000000ull;
+	u->log = calloc(1, sizeof(*u->log));
+	if (!u->log)
+		return -ENOMEM;
+	struct evlog_opts o = { .retain = d != EVLOG_NONE };
+	struct evlog_recovery rec;
+	int r = evlog_open(u->log, dir, &o, replay_one, u, &rec);
+	if (r) {
+		log_error("event_log_failed", "dir=%s op=open err=\"%s\" detail=\"%s\"", dir, strerror(-r),
+			  r == -EBUSY ? "another process uses this event log"
+				      : "set state_dir or event_log_dir to a writable directory (its parent must "
+					"exist), or event_log = false");
+		free(u->log);
+		u->log = NULL;
+		return r;
+	}
+	ck_epoch_poll(&u->rec);
+	log_info("recovered", "events=%llu ms=%llu segments=%llu bytes=%llu cut_bytes=%llu unreplayed_bytes=%llu "
+		 "dir=%s durability=%s%s",
+		 (unsigned long long)rec.events, (unsigned long long)rec.ms, (unsigned long long)rec.segments,
+		 (unsigned long long)rec.bytes, (unsigned long long)rec.cut_bytes,
+		 (unsigned long long)rec.unreplayed_bytes, dir, evlog_durability_names[d],
+		 rec.stopped ? " incomplete=true" : "");
+	return 0;
 }
 
 int upd_start(struct updater *u, struct recd_server *srv, uint32_t n_rings, uint32_t ring_size,
@@ -124,11 +337,17 @@ int upd_start(struct updater *u, struct recd_server *srv, uint32_t n_rings, uint
 		ck_ring_init(&u->rings[i].ring, ring_size);
 		u->rings[i].wake_fd = -1;
 	}
+	u->stage = calloc(UPD_STAGE, sizeof(*u->stage));
+	if (!u->stage)
+		goto nomem;
 	u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (u->wake_fd < 0) {
 		r = -errno;
 		goto fail;
 	}
+	r = open_log(u);
+	if (r)
+		goto fail;
 	r = pthread_create(&u->thread, NULL, upd_main, u);
 	if (r) {
 		r = -r;
@@ -154,6 +373,13 @@ void upd_stop(struct updater *u)
 		pthread_join(u->thread, NULL);
 		u->started = false;
 	}
+	if (u->log) {
+		evlog_close(u->log);
+		free(u->log);
+		u->log = NULL;
+	}
+	free(u->stage);
+	u->stage = NULL;
 	if (u->rings)
 		for (uint32_t i = 0; i < u->n_rings; i++)
 			free(u->rings[i].buf);

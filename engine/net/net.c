@@ -1001,7 +1001,7 @@ int net_start(struct recd_server *srv, struct net_server **out, char *err, size_
 			abort();
 		}
 		char name[16];
-		snprintf(name, sizeof(name), ns->workers[i].admin ? "recd-admin" : "recd-w%u", i);
+		snprintf(name, sizeof(name), ns->workers[i].admin ? "recd-admin" : "recd-w%u", i % 1000u); /* 15 chars max */
 		pthread_setname_np(ns->workers[i].thread, name);
 	}
 	pthread_barrier_wait(&ns->started);

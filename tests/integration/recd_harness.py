@@ -96,11 +96,17 @@ class Dataset:
 
 
 class Daemon:
-    """The real recd on 127.0.0.1:0 (main and admin); addresses read from its log."""
+    """The real recd on 127.0.0.1:0 (main and admin); addresses read from its log.
+    Unless `extra` says where state and the event log go, each daemon gets
+    a fresh temp state_dir (its event log starts empty, removed on close)."""
 
     def __init__(self, snapshot, *extra, workers=2, env=None):
         self.stderr_path = tempfile.mktemp(prefix="recd-it-log-")
         self.stderr = open(self.stderr_path, "w+")
+        self.state_dir = None
+        if not any(re.match(r"--(state|event)[-_](dir|log)", a) for a in extra):
+            self.state_dir = tempfile.mkdtemp(prefix="recd-it-state-")
+            extra = ("--state-dir", self.state_dir) + tuple(extra)
         args = [RECD, "--snapshot", snapshot, "--listen", "127.0.0.1:0",
                 "--admin-listen", "127.0.0.1:0", "--workers", str(workers)] + list(extra)
         full_env = dict(os.environ)
@@ -118,6 +124,8 @@ class Daemon:
                 break
             time.sleep(0.02)
         self.stop()
+        if self.state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
         raise RuntimeError("recd did not start: " + self.log())
 
     def log(self):
@@ -138,6 +146,8 @@ class Daemon:
         self.stop()
         self.stderr.close()
         os.unlink(self.stderr_path)
+        if self.state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 class Conn:

@@ -68,7 +68,7 @@ class PolicyDaemon(unittest.TestCase):
             if f.endswith(".lua"):
                 shutil.copy(os.path.join(SRC, "plugins", f), self.plugins)
         self.d = Daemon(DATA.snapshot, "--plugins-dir", self.plugins, "--lua-dir", os.path.join(SRC, "lua"),
-                        "--event-log=false", *self.extra)
+                        *self.extra)
         self.c = Conn(self.d.port)
 
     def tearDown(self):

@@ -41,7 +41,7 @@ expect_rc 3 "$ctl" --admin "unix:$tmp/no-such.sock" status
 if [[ $mode == basic ]]; then
 	snapshot ops-basic "$tmp/snap.recd"
 	start_recd "$tmp/recd.log" "$build/engine/recd" --snapshot "$tmp/snap.recd" --listen 127.0.0.1:0 \
-		--admin-listen 127.0.0.1:0 --workers 1 --admin-token sesame
+		--admin-listen 127.0.0.1:0 --workers 1 --admin-token sesame --state-dir "$tmp"
 	export RECD_ADMIN_TOKEN=sesame
 
 	expect_rc 0 "$ctl" --admin "$ADMIN_ADDR" status
@@ -76,7 +76,7 @@ fi
 snap=$tmp/snap.recd
 snapshot ops-1 "$snap"
 start_recd "$tmp/recd.log" "$build/engine/recd" --snapshot "$snap" --listen 127.0.0.1:0 \
-	--admin-listen 127.0.0.1:0 --workers 1
+	--admin-listen 127.0.0.1:0 --workers 1 --state-dir "$tmp"
 export RECD_ADMIN=$ADMIN_ADDR
 
 expect_rc 0 "$ctl" reload snapshot

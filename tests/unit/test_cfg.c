@@ -51,6 +51,10 @@ static void test_defaults(void)
 	CHECK(!strcmp(c.snapshot, ""));
 	CHECK(!strcmp(c.plugins_dir, ""));
 	CHECK(!strcmp(c.state_dir, "/var/lib/recd"));
+	CHECK(c.event_log == true);
+	CHECK(!strcmp(c.event_log_dir, ""));
+	CHECK(!strcmp(c.durability, "batch"));
+	CHECK(c.durability_batch_ms == 5);
 	CHECK(c.max_connections == 10000);
 	CHECK(c.max_request_line == 8192);
 	CHECK(c.max_headers == 64);
@@ -89,8 +93,8 @@ static void test_defaults(void)
 		if (k->type == CFG_INT)
 			CHECK(k->min <= k->max);
 	}
-	/* 36 fields in struct recd_config, one row each. */
-	CHECK(cfg_table_len == 36);
+	/* 40 fields in struct recd_config, one row each. */
+	CHECK(cfg_table_len == 40);
 	CHECK(cfg_find("max-n", 5) == cfg_find("max_n", 5));
 	CHECK(cfg_find("max_nx", 5) == cfg_find("max_n", 5)); /* length-bounded */
 	CHECK(cfg_find("nope", 4) == NULL);
@@ -188,6 +192,20 @@ static void test_bool_level_string(void)
 	CHECK(cfg_set(&c, "snapshot", "/srv/recd/a b.snap", err, sizeof(err)) == 0);
 	CHECK(!strcmp(c.snapshot, "/srv/recd/a b.snap"));
 	CHECK(cfg_set(&c, "snapshot", "", err, sizeof(err)) == 0 && c.snapshot[0] == '\0');
+
+	/* Choices: exactly one of the listed words. */
+	CHECK(cfg_set(&c, "durability", "always", err, sizeof(err)) == 0 && !strcmp(c.durability, "always"));
+	CHECK(cfg_set(&c, "durability", "none", err, sizeof(err)) == 0 && !strcmp(c.durability, "none"));
+	CHECK(cfg_set(&c, "durability", "batch", err, sizeof(err)) == 0 && !strcmp(c.durability, "batch"));
+	CHECK(cfg_set(&c, "durability", "sometimes", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "durability: expected one of none|batch|always, got 'sometimes'");
+	CHECK(cfg_set(&c, "durability", "Always", err, sizeof(err)) == -EINVAL);
+	CHECK(cfg_set(&c, "durability", "batc", err, sizeof(err)) == -EINVAL);
+	CHECK(cfg_set(&c, "durability", "", err, sizeof(err)) == -EINVAL);
+	CHECK(!strcmp(c.durability, "batch"));
+	CHECK(cfg_set(&c, "durability_batch_ms", "0", err, sizeof(err)) == -EINVAL);
+	CHECK(cfg_set(&c, "durability_batch_ms", "1001", err, sizeof(err)) == -EINVAL);
+	CHECK(cfg_set(&c, "durability_batch_ms", "1000", err, sizeof(err)) == 0 && c.durability_batch_ms == 1000);
 
 	CHECK(cfg_set(&c, "nope", "1", err, sizeof(err)) == -EINVAL);
 	CHECK_ERR(err, "unknown key 'nope'");
@@ -334,6 +352,12 @@ static void test_args(void)
 	CHECK(PARSE("--version") == 0 && cli.version);
 	CHECK(PARSE("-V") == 0 && cli.version);
 	CHECK(PARSE("--check-config", "--config", path) == 0 && cli.check && c.max_n == 20);
+	CHECK(PARSE("--durability", "always", "--event-log-dir", "/tmp/ev", "--durability-batch-ms=20") == 0);
+	CHECK(!strcmp(c.durability, "always") && !strcmp(c.event_log_dir, "/tmp/ev") && c.durability_batch_ms == 20);
+	CHECK(c.event_log);
+	CHECK(PARSE("--event-log=false") == 0 && !c.event_log);
+	CHECK(PARSE("--durability=often") == -EINVAL);
+	CHECK_ERR(err, "command line: durability: expected one of none|batch|always, got 'often'");
 	CHECK(PARSE("--admin-listen=", "--listen", "unix:/run/r.sock") == 0);
 	CHECK(c.admin_listen[0] == '\0' && !strcmp(c.listen, "unix:/run/r.sock"));
 
