@@ -633,6 +633,15 @@ static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
 		g->live_items = ck_pr_load_64(&u->live.stats.items);
 		g->live_users_evicted = ck_pr_load_64(&u->live.stats.evicted_users);
 		g->trending_items = trend_size(&u->trend);
+		g->events_recovered = ck_pr_load_64(&u->stats.recovered);
+		g->event_log_errors = ck_pr_load_64(&u->stats.log_errors);
+		if (u->log) {
+			const struct evlog_stats *ls = &u->log->stats;
+			g->event_log_records = ck_pr_load_64((uint64_t *)&ls->records);
+			g->event_log_bytes = ck_pr_load_64((uint64_t *)&ls->bytes);
+			g->event_log_syncs = ck_pr_load_64((uint64_t *)&ls->syncs);
+			g->event_log_rotations = ck_pr_load_64((uint64_t *)&ls->rotations);
+		}
 	}
 	api_fill_policy_gauges(srv, g);
 	if (s) {

@@ -388,6 +388,18 @@ void metrics_render(struct buf *out, const struct metrics_gauges *g)
 		       "Users dropped from live state for idleness or the size cap.", g->live_users_evicted);
 
 	metrics_render_policies(out, g);
+	metrics_scalar(out, "recd_events_recovered_total", "counter",
+		       "Events replayed from the event log at start.", g->events_recovered);
+	metrics_scalar(out, "recd_event_log_records_total", "counter",
+		       "Events appended to the event log since start.", g->event_log_records);
+	metrics_scalar(out, "recd_event_log_bytes_total", "counter",
+		       "Bytes appended to the event log since start.", g->event_log_bytes);
+	metrics_scalar(out, "recd_event_log_syncs_total", "counter",
+		       "fdatasync calls on the event log (group commits).", g->event_log_syncs);
+	metrics_scalar(out, "recd_event_log_rotations_total", "counter",
+		       "Event log segments started.", g->event_log_rotations);
+	metrics_scalar(out, "recd_event_log_errors_total", "counter",
+		       "Failed event log writes, syncs or rotations (events wait, or 503).", g->event_log_errors);
 
 	metrics_scalar(out, "recd_snapshot_generation", "gauge",
 		       "Generation of the snapshot being served (increments on each load).",

@@ -103,6 +103,10 @@ struct metrics_gauges {
 	uint64_t policy_swap_failures;       /* worker-side state builds that failed */
 	uint64_t policy_load_failures;       /* sets refused at reload */
 	uint64_t trending_items;
+	/* The event log (events/evlog.h); all 0 when it is off. */
+	uint64_t events_recovered;
+	uint64_t event_log_records, event_log_bytes, event_log_syncs, event_log_rotations;
+	uint64_t event_log_errors;
 };
 
 /* Allocate n zeroed per-worker blocks (+1 for the admin listener, which is
