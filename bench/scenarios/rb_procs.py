@@ -14,6 +14,7 @@ import subprocess
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 PEERS = os.path.join(os.path.dirname(HERE), "peers")
 
 
@@ -93,7 +94,9 @@ def start_recd(build, snapshot, tmp, cpu, workers, extra=()):
     # The event log (default durability) goes to the run's temp dir.
     args = pin(cpu) + [os.path.join(build, "engine", "recd"), "--snapshot", snapshot,
                        "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                       "--workers", str(workers), "--state-dir", tmp] + list(extra)
+                       "--workers", str(workers), "--state-dir", tmp,
+                       # the default policies, as a deployment runs them
+                       "--plugins-dir", os.path.join(ROOT, "plugins"), "--lua-dir", os.path.join(ROOT, "lua")] + list(extra)
     err = open(log, "w+")
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.time() + 20

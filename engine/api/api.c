@@ -17,6 +17,11 @@
 /* Each request worker's policy counters: the worker writes, a scrape
  * reads (see lua_host.h); outlive the worker's Lua states. */
 static struct lua_host_stats api_lua_stats[API_MAX_WORKERS];
+/* Policy states built by the control thread for each worker (next) and
+ * the ones workers swapped out (old): single pointers exchanged with
+ * ck_pr_fas, so each state has exactly one owner at any time. */
+static struct lua_host *api_lua_next[API_MAX_WORKERS];
+static struct lua_host *api_lua_old[API_MAX_WORKERS];
 
 /* Everything a recommendation request says, whichever way it came in. */
 struct rec_params {
@@ -106,10 +111,60 @@ void api_worker_turn(struct api_worker *w)
 {
 	if (likely(!w->lua))
 		return;
-	/* A few compares unless a new generation is out or the state must be
-	 * rebuilt; the host logs what it did. */
+	/* The fast path: a state the control thread built for us. */
+	struct lua_host *n = w->id < API_MAX_WORKERS ? ck_pr_load_ptr(&api_lua_next[w->id]) : NULL;
+	if (unlikely(n != NULL)) {
+		n = ck_pr_fas_ptr(&api_lua_next[w->id], NULL);
+		ck_pr_fence_load();   /* pairs with the builder's store fence: see the whole state */
+		if (n) {
+			struct lua_host *old = lua_host_adopt(&w->lua, n);
+			ck_pr_fence_store();
+			struct lua_host *prev = ck_pr_fas_ptr(&api_lua_old[w->id], old);
+			if (prev)   /* the control thread has not collected the last one yet */
+				lua_host_destroy(prev);
+			log_debug("policy_swapped", "worker=%u policy=%s", w->id, lua_host_policy_name(w->lua));
+		}
+	}
+	/* A few compares unless a generation came out without a state for this
+	 * worker (its build failed) or the state must be rebuilt (memory):
+	 * then the host builds one here and logs what it did. */
+	uint64_t t0 = now_ns();
 	if (lua_host_maybe_reload(&w->lua, lua_host_published()) > 0)
-		log_debug("policy_swapped", "worker=%u policy=%s", w->id, lua_host_policy_name(w->lua));
+		log_info("policy_rebuilt", "worker=%u policy=%s took_us=%llu", w->id, lua_host_policy_name(w->lua),
+			 (unsigned long long)((now_ns() - t0) / 1000));
+}
+
+int api_policies_stage(struct recd_server *srv, uint64_t generation, char *err, size_t errlen)
+{
+	struct lua_host_limits lim;
+	api_lua_limits(&srv->cfg, &lim);
+	int rc = 0;
+	for (uint32_t i = 0; i < srv->n_workers && i < API_MAX_WORKERS; i++) {
+		struct lua_host *h;
+		int r = lua_host_create(&h, srv->cfg.plugins_dir, srv->cfg.lua_dir, &lim, NULL, generation, err, errlen);
+		if (r) {
+			rc = r;   /* that worker builds its own at the swap, and says why */
+			continue;
+		}
+		ck_pr_fence_store();   /* the state is complete before a worker can see it */
+		struct lua_host *prev = ck_pr_fas_ptr(&api_lua_next[i], h);
+		if (prev)   /* a worker that did not turn since the last reload */
+			lua_host_destroy(prev);
+	}
+	return rc;
+}
+
+void api_policies_collect(bool all)
+{
+	for (uint32_t i = 0; i < API_MAX_WORKERS; i++) {
+		struct lua_host *old = ck_pr_fas_ptr(&api_lua_old[i], NULL);
+		if (old) {
+			ck_pr_fence_load();
+			lua_host_destroy(old);
+		}
+		if (all && (old = ck_pr_fas_ptr(&api_lua_next[i], NULL)))
+			lua_host_destroy(old);
+	}
 }
 
 const struct lua_host_stats *api_worker_lua_stats(uint32_t id)

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +232,11 @@ static void reload_policies(struct recd_server *srv, bool only_if_changed, struc
 			  srv->cfg.plugins_dir, res->policy_error);
 		return;
 	}
+	/* Build every worker's state here first, so workers only swap a
+	 * pointer; then publish the generation they are built for. */
+	char serr[256];
+	if (api_policies_stage(srv, lua_host_published() + 1, serr, sizeof(serr)))
+		log_warn("policy_stage_failed", "err=\"%s\" detail=\"workers build their own states\"", serr);
 	res->policy_generation = lua_host_publish();
 	res->policy_status = CTL_RELOADED;
 	ctl.policy_print = print;
@@ -405,6 +412,24 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
+/* Reloads compile Lua, fork the pre-flight and map snapshots: work that
+ * must take the CPU only when the workers leave it idle. Under a
+ * real-time policy (chrt, CPUSchedulingPolicy=fifo) the control thread
+ * drops to SCHED_OTHER, and it runs at a lower priority either way, so on
+ * a box where it shares a core with a worker the worker goes first. */
+static void yield_to_workers(void)
+{
+	int pol = sched_getscheduler(0);
+	if (pol == SCHED_FIFO || pol == SCHED_RR) {
+		struct sched_param sp = { 0 };
+		if (sched_setscheduler(0, SCHED_OTHER, &sp))
+			log_warn("control_sched_failed", "err=\"%s\"", strerror(errno));
+	}
+	/* Linux: per thread (the tid); lowers only, so no privilege needed. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10))
+		log_debug("control_nice_failed", "err=\"%s\"", strerror(errno));
+}
+
 void ctl_run(struct recd_server *srv)
 {
 	sigset_t sigs;
@@ -421,6 +446,7 @@ void ctl_run(struct recd_server *srv)
 
 	pthread_t wd;
 	bool wd_started = pthread_create(&wd, NULL, watchdog_main, srv) == 0;
+	yield_to_workers();   /* after the watchdog started: it keeps the process's policy */
 	if (srv->cfg.plugins_dir[0])
 		ctl.policy_print = plugins_fingerprint(srv->cfg.plugins_dir);
 	watch_start(srv);
@@ -448,6 +474,7 @@ void ctl_run(struct recd_server *srv)
 		}
 		if (ctl.retired_pending)
 			ck_epoch_poll(&ctl.record);
+		api_policies_collect(false);
 		if (now_ns() - last_status > 5000000000ull) {
 			notify_status(srv);
 			last_status = now_ns();
@@ -469,6 +496,7 @@ void ctl_run(struct recd_server *srv)
 
 void ctl_shutdown(struct recd_server *srv)
 {
+	api_policies_collect(true);   /* the workers are gone */
 	/* Workers are gone: nothing can hold a snapshot any more. */
 	if (ctl.registered) {
 		while (ctl.retired_pending)

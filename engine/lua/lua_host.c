@@ -984,8 +984,12 @@ int lua_host_maybe_reload(struct lua_host **hp, uint64_t generation)
 {
 	struct lua_host *h = *hp;
 	bool rebuild = h->broken;
-	if (h->generation == generation && !rebuild)
+	/* Generations only grow; a state adopted just before its generation
+	 * was published is not behind. A rebuild keeps the state's own. */
+	if (h->generation >= generation && !rebuild)
 		return 0;
+	if (generation < h->generation)
+		generation = h->generation;
 	if (!rebuild && h->failed_generation == generation)
 		return 0;  /* that set failed to build here: keep serving the old one */
 	uint64_t now = now_ns();
@@ -1018,6 +1022,23 @@ int lua_host_maybe_reload(struct lua_host **hp, uint64_t generation)
 	lua_host_destroy(h);
 	*hp = n;
 	return 1;
+}
+
+struct lua_host *lua_host_adopt(struct lua_host **hp, struct lua_host *n)
+{
+	struct lua_host *h = *hp;
+	struct lua_host_stats *st = h->stats;
+	if (st == &h->own_stats) {
+		n->own_stats = h->own_stats;
+		st = &n->own_stats;
+	}
+	n->stats = st;
+	ck_pr_store_64(&st->generation, n->generation);
+	ck_pr_store_32(&st->consecutive, 0);
+	ck_pr_store_32(&st->breaker_open, 0);
+	lh_inc(&st->reloads);
+	*hp = n;
+	return h;
 }
 
 /* -------------------------------------------------------- pre-flight */

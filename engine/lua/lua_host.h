@@ -115,6 +115,13 @@ uint64_t lua_host_published(void);
  * in last_error. Returns 1 when swapped, 0 when nothing to do, -errno. */
 int lua_host_maybe_reload(struct lua_host **hp, uint64_t generation);
 
+/* The owning thread swaps *hp to `n`, a state another thread built with
+ * lua_host_create (own stats) and handed over with release/acquire
+ * ordering, never used since: n takes over *hp's stats (breaker closed).
+ * Returns the old state, which nothing uses any more (destroy it on any
+ * thread). So a reload never compiles Lua on a worker. */
+struct lua_host *lua_host_adopt(struct lua_host **hp, struct lua_host *n);
+
 /* "<set name>@<generation>", e.g. "default@3". */
 const char *lua_host_policy_name(const struct lua_host *h);
 const struct lua_host_stats *lua_host_stats(const struct lua_host *h);

@@ -73,6 +73,8 @@ class PolicyDaemon(unittest.TestCase):
 
     def tearDown(self):
         self.c.close()
+        if os.environ.get("RECD_TEST_LOG"):
+            sys.stderr.write("".join(l for l in self.d.log().splitlines(True) if "polic" in l))
         self.d.close()
         shutil.rmtree(self.plugins, ignore_errors=True)
 

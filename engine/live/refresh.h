@@ -1,0 +1,230 @@
+/* refresh.h: background candidate refresh — the "hybrid" pattern. When a
+ * shopper's events arrive, their candidate list (top-k by the blend of
+ * their snapshot embedding and live session vector, plus neighbours of
+ * what they touched last) is computed off the request path; the request
+ * path re-ranks it live instead of searching on demand.
+ *
+ * Theory of operation:
+ *  - producer: only the updater thread. After applying an interaction
+ *    event it calls refresh_request(user key); after forgetting a user
+ *    (forget_user, "personalize": false) refresh_forget. Both go, in
+ *    order, through one single-producer / single-consumer ck_ring of
+ *    (key, op) messages. Neither blocks nor allocates: a request that
+ *    finds the ring full (or fuller than the room kept for forgets) is
+ *    counted as `dropped`; the user's list then stays stale and the
+ *    request path computes on demand, as it would without this module
+ *    (the event itself is applied: only the precomputation is lost). A
+ *    forget that finds the ring full sets `flush`, and the refresh thread
+ *    drops every list and pending request once it has taken what was
+ *    queued before: a forget is never lost.
+ *  - coalescing and rate limit: the refresh thread keeps a pending table
+ *    (user key -> due time, a FIFO in due order; writer-private). The
+ *    first request for a user not pending makes the user due
+ *    min_interval_ms later; more requests before then are `coalesced`
+ *    into that one computation, which runs after all of them and reads
+ *    the live state as it is then. A burst shorter than min_interval_ms
+ *    costs one computation, a steady stream one per min_interval_ms.
+ *  - compute: inside an epoch section of the refresh thread's own record
+ *    (registered on srv->epoch), on the snapshot current then and the
+ *    user's live record (no live record, i.e. forgotten or evicted since:
+ *    no list). Query = 0.5 * the snapshot user embedding (normalised) +
+ *    0.5 * the live session vector (normalised), or whichever exists;
+ *    neither: no list. rec_topk_keep (ANN when the snapshot has an index,
+ *    else exact) without the items the user purchased or live item state
+ *    blocks; then up to REFRESH_NEIGHBORS items of the neighbour rows of
+ *    the user's REFRESH_SEEDS most recent items, not already listed,
+ *    scored below the last search result.
+ *  - publish: each list is an immutable struct refresh_list in a ck_hs in
+ *    SPMC mode: the refresh thread is its only writer, request workers
+ *    look lists up without locks (refresh_get) inside their epoch
+ *    section. A replaced or removed list goes to ck_epoch_call on the
+ *    refresh thread's record, which it polls every loop turn, so it is
+ *    freed only after every reader that could have found it has left its
+ *    section. At most max_lists lists are kept: beyond that the least
+ *    recently computed go (`evicted`).
+ *  - lifetime: refresh_start registers the thread's epoch record, which
+ *    lives inside struct refresh: ck_epoch never unlinks a record, so the
+ *    struct must stay in place (static, or heap never freed before the
+ *    epoch) for as long as anyone may run a barrier on srv->epoch, and be
+ *    started at most once. refresh_stop stops the thread, frees every
+ *    list and runs the record's pending frees: call it when no producer
+ *    and no reader remains, before the live state it reads is destroyed.
+ *
+ * Freshness, for readers: a list's items are indexes into the snapshot of
+ * generation snap_generation, meaningless in any other; it reflects the
+ * user's live record as it was at `interactions` (see refresh_list_fresh).
+ * Item updates do not make a list stale: readers still filter items
+ * blocked since (the request path's freshness filter), as for any source.
+ */
+#ifndef RECD_REFRESH_H
+#define RECD_REFRESH_H
+
+#include <ck_epoch.h>
+#include <ck_hs.h>
+#include <ck_ring.h>
+#include <pthread.h>
+#include "core/common.h"
+#include "core/srv.h"
+#include "events/event.h"
+#include "live/live.h"
+#include "rec/rec.h"
+#include "snap/snap.h"
+
+#define REFRESH_K 200                     /* search results per list (default) */
+#define REFRESH_NEIGHBORS 50              /* neighbour items appended at most */
+#define REFRESH_SEEDS 3                   /* most recent items whose rows are used */
+#define REFRESH_MIN_INTERVAL_MS 50        /* default rate limit per user */
+#define REFRESH_RING_SIZE 65536u          /* default ring entries (power of two) */
+#define REFRESH_PENDING_MAX 65536u        /* default pending table size (power of two) */
+#define REFRESH_K_MAX 1000u
+#define REFRESH_HIST_BUCKETS 16           /* compute time: bucket i < 2^i us; the last is the rest */
+
+/* One user's precomputed candidates; immutable once published. */
+struct refresh_list {
+	ck_epoch_entry_t retire;
+	uint64_t user_key;
+	uint64_t snap_generation;  /* the snapshot whose indexes items[] holds */
+	uint32_t interactions;     /* live_user->n_interactions when computed */
+	uint32_t n_search;         /* items[0..n_search): the embedding search, best first */
+	uint64_t first_seen_ms;    /* live_user->first_seen_ms: which live record it was */
+	uint64_t computed_ms;      /* wall clock */
+	uint64_t version;          /* publish sequence number (increases) */
+	uint32_t n;                /* items[n_search..n): neighbour items, scores below */
+	struct rec_item items[];   /* best first: scores never increase */
+};
+
+struct refresh_opts {
+	uint32_t k;                /* search results, 1..REFRESH_K_MAX */
+	uint32_t min_interval_ms;  /* 0: compute as soon as the thread takes the request */
+	uint32_t ring_size;        /* power of two >= 16 */
+	uint32_t pending_max;      /* power of two >= 16 */
+	uint64_t max_lists;        /* 0: the live state's max_users (or 1M when that is 0) */
+	uint32_t nprobe;           /* ANN lists probed first; 0: the index default */
+};
+
+/* What refresh_stats_read reports (each field has one writer). */
+struct refresh_stats {
+	/* producer side (the updater thread) */
+	uint64_t requested;        /* refresh_request calls */
+	uint64_t dropped;          /* ring full: left to the request path */
+	uint64_t forget_flushes;   /* forgets that found the ring full (all lists dropped) */
+	uint64_t wakeups;          /* eventfd writes to wake the thread */
+	/* the refresh thread */
+	uint64_t coalesced;        /* requests folded into a pending computation */
+	uint64_t overflow;         /* pending table full: request left to the request path */
+	uint64_t computed;         /* lists computed and published */
+	uint64_t skipped;          /* due but nothing to compute (no snapshot, live record or vector) */
+	uint64_t forgotten;        /* forget messages applied */
+	uint64_t flushes;          /* times every list was dropped (see forget_flushes) */
+	uint64_t evicted;          /* lists dropped over max_lists */
+	uint64_t lists;            /* lists held now */
+	uint64_t pending;          /* computations waiting now */
+	uint64_t compute_ns_total, compute_ns_max;
+	uint64_t compute_hist[REFRESH_HIST_BUCKETS];   /* not cumulative */
+};
+
+struct refresh_msg {
+	uint64_t user_key;
+	uint64_t op;               /* private: request or forget */
+};
+
+CK_RING_PROTOTYPE(refresh_msg, refresh_msg)
+
+struct refresh_pend {          /* writer-private */
+	uint64_t key;              /* 0: cancelled */
+	uint64_t due_ns;
+};
+
+struct refresh_ord {           /* writer-private: lists in publish order */
+	uint64_t key;
+	uint64_t version;
+};
+
+struct refresh {
+	/* ---- shared with readers: the lists ---- */
+	ck_hs_t lists;
+
+	/* ---- producer (the updater thread) ---- */
+	ck_ring_t ring cacheline_aligned;
+	struct refresh_msg *ring_buf;
+	uint32_t reserve;          /* ring slots requests leave to forgets */
+	uint64_t p_requested, p_dropped, p_forget_flushes, p_wakeups;   /* ck_pr stores */
+
+	/* ---- both ---- */
+	int sleeping cacheline_aligned;   /* ck_pr: the thread sleeps until woken */
+	int flush;                 /* ck_pr: a forget was not queued: drop everything */
+	int stop;
+	int wake_fd;
+
+	/* ---- the refresh thread ---- */
+	ck_epoch_record_t rec cacheline_aligned;
+	struct refresh_stats st;   /* thread-side fields, ck_pr stores */
+	struct recd_server *srv;
+	struct live *live;
+	pthread_t thread;
+	bool started, hs_ready, rec_registered;
+	uint32_t k, nprobe;
+	uint64_t min_interval_ns;
+	uint64_t max_lists;
+	uint64_t n_lists;
+	uint64_t removed_since_gc;
+	uint64_t next_version;
+	/* pending: FIFO in due order plus an index (key -> absolute position) */
+	struct refresh_pend *pend;
+	uint64_t pend_head, pend_tail, pend_mask;
+	uint64_t *pidx_key, *pidx_pos;
+	uint64_t pidx_mask;
+	/* publish order, for eviction (a deque; stale entries skipped) */
+	struct refresh_ord *ord;
+	uint64_t ord_head, ord_tail, ord_cap;
+	/* compute scratch */
+	struct rec_scratch *scratch;
+	float *qbuf;
+	uint32_t qcap;
+	struct rec_item *out;      /* k + REFRESH_NEIGHBORS */
+	uint32_t *seen_item, *seen_stamp;   /* small set of listed items */
+	uint32_t seen_mask, stamp;
+};
+
+/* Defaults: REFRESH_K, REFRESH_MIN_INTERVAL_MS, REFRESH_RING_SIZE,
+ * REFRESH_PENDING_MAX, max_lists 0, nprobe 0. */
+void refresh_opts_default(struct refresh_opts *o);
+/* Set up and start the thread. `lv` is the live state it reads (written
+ * by the caller's thread, the only producer); o NULL: defaults with
+ * nprobe = srv->cfg.ann_nprobe. 0 or -errno (then nothing to stop, but
+ * the struct's epoch record stays registered: do not start it again). */
+int refresh_start(struct refresh *r, struct recd_server *srv, struct live *lv, const struct refresh_opts *o);
+/* Stop the thread, free every list and what it retired. No producer and
+ * no reader may remain. Safe on a zeroed struct and twice. */
+void refresh_stop(struct refresh *r);
+
+/* ---- producer (the updater thread only) ---- */
+/* Does an event of this type change what the user's list would be? (The
+ * interactions: view, click, add/remove from cart, purchase, rating.) */
+static inline bool refresh_event_wanted(unsigned type)
+{
+	return type == EVENT_VIEW || type == EVENT_CLICK || type == EVENT_ADD_TO_CART ||
+	       type == EVENT_REMOVE_FROM_CART || type == EVENT_PURCHASE || type == EVENT_RATING;
+}
+/* Recompute this user's list soon. Never blocks; ring full = `dropped`. */
+void refresh_request(struct refresh *r, uint64_t user_key);
+/* Drop this user's list and pending request, in order with requests. */
+void refresh_forget(struct refresh *r, uint64_t user_key);
+
+/* ---- readers (inside an epoch section on srv->epoch) ---- */
+/* The user's list, or NULL. Valid until the caller's section ends. */
+const struct refresh_list *refresh_get(const struct refresh *r, uint64_t user_key);
+/* Usable as is for a request on snapshot `s` by the user whose live
+ * record is `lu` (NULL: none): same snapshot generation, the same live
+ * record and no interaction since it was computed. */
+static inline bool refresh_list_fresh(const struct refresh_list *l, const struct snap *s,
+				      const struct live_user *lu)
+{
+	return l && s && lu && l->snap_generation == s->generation && l->interactions == lu->n_interactions &&
+	       l->first_seen_ms == lu->first_seen_ms;
+}
+
+/* Counters (any thread). */
+void refresh_stats_read(const struct refresh *r, struct refresh_stats *out);
+
+#endif
