@@ -20,6 +20,7 @@
 #include "gen/gen.h"
 #include "live/updater.h"
 #include "lua/lua_host.h"
+#include "lua/lua_set.h"
 #include "api/api.h"
 #include "metrics/metrics.h"
 #include "net/net.h"
@@ -127,6 +128,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(log_level_parse(srv.cfg.log_level));
+	srv.cfg_parsed = srv.cfg;
+	srv.argc = argc;
+	srv.argv = argv;
 	if (cli.check) {
 		printf("recd: configuration ok\n");
 		return 0;
@@ -159,10 +163,19 @@ int main(int argc, char **argv)
 	if (srv.cfg.plugins_dir[0]) {
 		struct lua_host_limits lim;
 		api_lua_limits(&srv.cfg, &lim);
-		if (lua_host_compile_check(srv.cfg.plugins_dir, srv.cfg.lua_dir, &lim, s, err, sizeof(err))) {
+		struct lua_set set;
+		int pr = lua_set_stage(srv.cfg.plugins_dir, NULL, &set, err, sizeof(err));
+		if (!pr) {
+			pr = lua_host_compile_check(set.dir, srv.cfg.lua_dir, &lim, s, err, sizeof(err));
+			lua_set_unstage_msg(&set, srv.cfg.plugins_dir, err, sizeof(err));
+		}
+		if (pr) {
+			lua_set_remove(&set);
 			log_error("startup_failed", "plugins=%s err=\"policies refused: %s\"", srv.cfg.plugins_dir, err);
 			return 1;
 		}
+		snprintf(srv.policy_dir, sizeof(srv.policy_dir), "%s", set.dir);
+		ctl_adopt_policies(&set);
 		log_info("policies_loaded", "plugins=%s lua=%s generation=%llu", srv.cfg.plugins_dir, srv.cfg.lua_dir,
 			 (unsigned long long)lua_host_published());
 	}

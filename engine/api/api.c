@@ -62,14 +62,14 @@ int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, 
 	w->toks = calloc(w->n_toks, sizeof(*w->toks));
 	if (!w->items || !w->rec_scratch || !w->pipe || !w->toks || buf_init(&w->body, 64 * 1024))
 		goto fail;
-	if (!admin && srv->cfg.plugins_dir[0] && id < API_MAX_WORKERS) {
+	if (!admin && srv->policy_dir[0] && id < API_MAX_WORKERS) {
 		/* main.c pre-flighted this set before the workers started, so a
 		 * failure here is a resource problem: serve the C policies. */
 		char err[384];
 		struct lua_host_limits lim;
 		api_lua_limits(&srv->cfg, &lim);
 		w->lua_stats = &api_lua_stats[id];
-		int r = lua_host_create(&w->lua, srv->cfg.plugins_dir, srv->cfg.lua_dir, &lim, w->lua_stats,
+		int r = lua_host_create(&w->lua, srv->policy_dir, srv->cfg.lua_dir, &lim, w->lua_stats,
 					lua_host_published(), err, sizeof(err));
 		if (r) {
 			log_error("policy_load_failed", "worker=%u err=\"%s\" detail=\"serving the built-in policies\"",
@@ -134,14 +134,14 @@ void api_worker_turn(struct api_worker *w)
 			 (unsigned long long)((now_ns() - t0) / 1000));
 }
 
-int api_policies_stage(struct recd_server *srv, uint64_t generation, char *err, size_t errlen)
+int api_policies_stage(struct recd_server *srv, const char *dir, uint64_t generation, char *err, size_t errlen)
 {
 	struct lua_host_limits lim;
 	api_lua_limits(&srv->cfg, &lim);
 	int rc = 0;
 	for (uint32_t i = 0; i < srv->n_workers && i < API_MAX_WORKERS; i++) {
 		struct lua_host *h;
-		int r = lua_host_create(&h, srv->cfg.plugins_dir, srv->cfg.lua_dir, &lim, NULL, generation, err, errlen);
+		int r = lua_host_create(&h, dir, srv->cfg.lua_dir, &lim, NULL, generation, err, errlen);
 		if (r) {
 			rc = r;   /* that worker builds its own at the swap, and says why */
 			continue;
@@ -940,6 +940,20 @@ static int api_forget_user(struct api_worker *w, const struct http_request *req,
 
 /* POST /admin/reload?what=snapshot|policies|all: the control thread does
  * the work; this admin worker waits for its answer (admin traffic only). */
+/* "a,b" as a JSON array of strings. */
+static void put_name_list(struct buf *b, const char *list)
+{
+	buf_putc(b, '[');
+	for (const char *p = list; *p;) {
+		size_t l = strcspn(p, ",");
+		if (p != list)
+			buf_putc(b, ',');
+		buf_put_json_str(b, p, l);
+		p += l + (p[l] == ',');
+	}
+	buf_putc(b, ']');
+}
+
 static int api_admin_reload(struct api_worker *w, const struct http_request *req, bool close, struct buf *out)
 {
 	char what_s[16];
@@ -950,43 +964,69 @@ static int api_admin_reload(struct api_worker *w, const struct http_request *req
 			what = CTL_RELOAD_SNAPSHOT;
 		else if (!strcmp(what_s, "policies"))
 			what = CTL_RELOAD_POLICIES;
+		else if (!strcmp(what_s, "settings"))
+			what = CTL_RELOAD_SETTINGS;
 		else if (strcmp(what_s, "all"))
 			r = -EINVAL;
 	}
 	if (r < 0 && r != -ENOENT)
-		return api_fail(out, close, 400, "bad_request", "what must be snapshot, policies or all");
+		return api_fail(out, close, 400, "bad_request", "what must be snapshot, policies, settings or all");
 	struct ctl_reload_result res;
+	/* The admin worker waits for the control thread here (admin traffic
+	 * only); the watchdog must not take that for a stuck worker. */
+	struct srv_thread_slot *slot = w->srv->slots && w->id < w->srv->n_threads ? &w->srv->slots[w->id] : NULL;
+	if (slot)
+		ck_pr_store_int(&slot->waiting, 1);
 	r = ctl_request_reload(w->srv, what, &res);
+	if (slot)
+		ck_pr_store_int(&slot->waiting, 0);
 	if (r)
 		return api_fail(out, close, 503, "unavailable", "the control thread did not answer (%s)",
 				r == -ETIMEDOUT ? "timeout" : "shutting down");
+	static const char *const st[] = { "reloaded", "unchanged", "refused" };
 	struct buf *b = &w->body;
 	buf_reset(b);
-	if (res.status == CTL_REFUSED || res.policy_status == CTL_REFUSED) {
-		bool snap = res.status == CTL_REFUSED;
-		buf_puts_lit(b, "{\"error\":");
-		buf_puts(b, snap ? "\"snapshot_refused\"" : "\"policies_refused\"");
-		buf_puts_lit(b, ",\"detail\":");
-		const char *e = snap ? res.error : res.policy_error;
+	/* Every part that was asked for is reported, refused or not; the
+	 * status is 422 when any part was refused (it kept what it had). */
+	bool refused = res.status == CTL_REFUSED || res.policy_status == CTL_REFUSED ||
+		       res.settings_status == CTL_REFUSED;
+	buf_putc(b, '{');
+	if (refused) {
+		const char *e = res.status == CTL_REFUSED ? "snapshot_refused" :
+				res.policy_status == CTL_REFUSED ? "policies_refused" : "settings_refused";
+		const char *d = res.status == CTL_REFUSED ? res.error :
+				res.policy_status == CTL_REFUSED ? res.policy_error : res.settings_error;
+		buf_puts_lit(b, "\"error\":");
 		buf_put_json_str(b, e, strlen(e));
-		buf_printf(b, ",\"generation\":%llu,\"policy_generation\":%llu}\n", (unsigned long long)res.generation,
+		buf_puts_lit(b, ",\"detail\":");
+		buf_put_json_str(b, d, strlen(d));
+		buf_printf(b, ",\"generation\":%llu,\"policy_generation\":%llu,", (unsigned long long)res.generation,
 			   (unsigned long long)res.policy_generation);
-		api_write(out, 422, JSON_CT, b, close, NULL);
-		return 422;
 	}
-	static const char *const st[] = { "reloaded", "unchanged", "refused" };
-	buf_printf(b, "{\"snapshot\":{\"status\":\"%s\",\"generation\":%llu,\"model_version\":",
+	buf_printf(b, "\"snapshot\":{\"status\":\"%s\",\"generation\":%llu,\"model_version\":",
 		   what & CTL_RELOAD_SNAPSHOT ? st[res.status] : "unchanged", (unsigned long long)res.generation);
 	buf_put_json_str(b, res.model_version, strlen(res.model_version));
+	if (res.status == CTL_REFUSED) {
+		buf_puts_lit(b, ",\"detail\":");
+		buf_put_json_str(b, res.error, strlen(res.error));
+	}
 	buf_printf(b, "},\"policies\":{\"status\":\"%s\",\"generation\":%llu", st[res.policy_status],
 		   (unsigned long long)res.policy_generation);
 	if (res.policy_error[0]) {
 		buf_puts_lit(b, ",\"detail\":");
 		buf_put_json_str(b, res.policy_error, strlen(res.policy_error));
 	}
+	buf_printf(b, "},\"settings\":{\"status\":\"%s\",\"applied\":", st[res.settings_status]);
+	put_name_list(b, res.settings_applied);
+	buf_puts_lit(b, ",\"need_restart\":");
+	put_name_list(b, res.settings_restart);
+	if (res.settings_error[0]) {
+		buf_puts_lit(b, ",\"detail\":");
+		buf_put_json_str(b, res.settings_error, strlen(res.settings_error));
+	}
 	buf_puts_lit(b, "}}\n");
-	api_write(out, 200, JSON_CT, b, close, NULL);
-	return 200;
+	api_write(out, refused ? 422 : 200, JSON_CT, b, close, NULL);
+	return refused ? 422 : 200;
 }
 
 /* POST /admin/debug/stall?worker=N&ms=M (debug_endpoints only): make a

@@ -52,11 +52,12 @@ void api_worker_free(struct api_worker *w);
 /* Once per event-loop turn, between requests: swap to a newly published
  * policy generation (or rebuild a state over its memory ceiling). */
 void api_worker_turn(struct api_worker *w);
-/* Control thread, after a policy set passed its checks: build one state
- * per request worker for `generation` (before it is published), for the
+/* Control thread, after the policy set staged in `dir` passed its checks:
+ * build one state per request worker for `generation` (before it is
+ * published), for the
  * workers to adopt at their next turn, so no worker compiles Lua. 0, or
  * the last build error (those workers then build their own). */
-int api_policies_stage(struct recd_server *srv, uint64_t generation, char *err, size_t errlen);
+int api_policies_stage(struct recd_server *srv, const char *dir, uint64_t generation, char *err, size_t errlen);
 /* Control thread: destroy the states workers swapped out; `all` (after
  * the workers stopped) also the ones never adopted. */
 void api_policies_collect(bool all);

@@ -34,13 +34,13 @@ const struct cfg_key cfg_table[] = {
 	  "reload the snapshot when its file is replaced (rename into place)", 0 },
 	STR(plugins_dir, "", "directory of Lua policy plugins (\"\" = built-in policies only)"),
 	STR(lua_dir, "", "directory of the Lua policy API (lua/); \"\" = the installed copy"),
-	INT(plugin_budget_us, 10, 1000000, 2000, false,
+	INT(plugin_budget_us, 10, 1000000, 2000, true,
 	    "time budget of one policy hook call (us); over it the C ranking serves the request"),
-	INT(plugin_memory_mb, 1, 4096, 64, false,
+	INT(plugin_memory_mb, 1, 4096, 64, true,
 	    "Lua heap ceiling per worker (MiB); at twice this the worker's Lua state is rebuilt"),
-	INT(plugin_breaker_threshold, 1, 1000000, 20, false,
+	INT(plugin_breaker_threshold, 1, 1000000, 20, true,
 	    "consecutive policy failures after which a worker stops calling Lua until the next reload"),
-	INT(plugin_preflight_ms, 100, 60000, 1000, false,
+	INT(plugin_preflight_ms, 100, 60000, 1000, true,
 	    "a new policy set must run its test requests within this (ms), in a child process"),
 	STR(state_dir, "/var/lib/recd", "directory for live state kept across restarts"),
 	{ "event_log", CFG_BOOL, OFF(event_log), 0, 0, "true", false,
@@ -52,7 +52,7 @@ const struct cfg_key cfg_table[] = {
 	  "at most one per durability_batch_ms) or always (after an fsync of its batch)", 0, "none|batch|always" },
 	INT(durability_batch_ms, 1, 1000, 5, false,
 	    "durability = batch: at most one fsync of the event log per this many ms"),
-	INT(max_connections, 1, 1000000, 10000, false,
+	INT(max_connections, 1, 1000000, 10000, true,
 	    "open client connections for the whole process; beyond it new ones get 503"),
 	INT(max_request_line, 256, 65536, 8192, false,
 	    "longest request line in bytes; longer gets 414"),
@@ -61,17 +61,17 @@ const struct cfg_key cfg_table[] = {
 	    "largest request head (line + headers) in bytes; larger gets 431"),
 	INT(max_body_bytes, 0, 1073741824, 1048576, false,
 	    "largest request body in bytes; larger gets 413"),
-	INT(idle_timeout_ms, 100, 3600000, 60000, false,
+	INT(idle_timeout_ms, 100, 3600000, 60000, true,
 	    "close a keep-alive connection idle this long (ms)"),
-	INT(header_timeout_ms, 100, 600000, 10000, false,
+	INT(header_timeout_ms, 100, 600000, 10000, true,
 	    "close a connection whose request head takes longer than this (ms; 408)"),
-	INT(drain_timeout_ms, 0, 600000, 10000, false,
+	INT(drain_timeout_ms, 0, 600000, 10000, true,
 	    "on shutdown, wait this long (ms) for in-flight requests before closing"),
 	{ "ring_entries", CFG_INT, OFF(ring_entries), 64, 32768, "1024", false,
 	  "io_uring submission queue entries per worker (power of two)", CFG_F_POW2 },
-	INT(default_n, 1, 10000, 10, false, "recommendations returned when the request gives no n"),
+	INT(default_n, 1, 10000, 10, true, "recommendations returned when the request gives no n"),
 	INT(max_n, 1, 10000, 200, false, "largest n a request may ask for; larger gets 400"),
-	INT(ann_nprobe, 1, 65536, 96, false,
+	INT(ann_nprobe, 1, 65536, 96, true,
 	    "ANN index lists probed first per query (more: better recall, slower); "
 	    "widened automatically when filters leave fewer than n items"),
 	{ "event_ring_size", CFG_INT, OFF(event_ring_size), 64, 1048576, "4096", false,
@@ -517,6 +517,40 @@ void cfg_print_help(FILE *out, const char *argv0)
 		if (k->type == CFG_CHOICE)
 			fprintf(out, " [%s]", k->choices);
 		fprintf(out, "%s\n      %s\n", k->reloadable ? " (reloadable)" : "", k->help);
+	}
+}
+
+bool cfg_key_equal(const struct recd_config *a, const struct recd_config *b, const struct cfg_key *k)
+{
+	const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+	switch (k->type) {
+	case CFG_INT:
+		return !memcmp(fa, fb, sizeof(int64_t));
+	case CFG_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	default:
+		return !strncmp(fa, fb, k->size);
+	}
+}
+
+void cfg_key_copy(struct recd_config *dst, const struct recd_config *src, const struct cfg_key *k)
+{
+	char *fd = (char *)dst + k->offset;
+	const char *fs = (const char *)src + k->offset;
+	switch (k->type) {
+	case CFG_INT: {
+		/* Workers read these fields while the control thread writes:
+		 * one atomic 8-byte store, never a torn value. */
+		int64_t v;
+		memcpy(&v, fs, sizeof(v));
+		__atomic_store_n((int64_t *)(void *)fd, v, __ATOMIC_RELAXED);
+		break;
+	}
+	case CFG_BOOL:
+		__atomic_store_n((bool *)fd, *(const bool *)fs, __ATOMIC_RELAXED);
+		break;
+	default:
+		memcpy(fd, fs, k->size);   /* strings: read by the control thread only */
 	}
 }
 

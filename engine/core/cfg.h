@@ -85,6 +85,11 @@ struct cfg_key {
 extern const struct cfg_key cfg_table[];
 extern const size_t cfg_table_len;
 
+/* Does key k have the same value in a and b? Copy it from src to dst
+ * (integers and booleans with one atomic store: workers may be reading). */
+bool cfg_key_equal(const struct recd_config *a, const struct recd_config *b, const struct cfg_key *k);
+void cfg_key_copy(struct recd_config *dst, const struct recd_config *src, const struct cfg_key *k);
+
 /* Fill every field with its default. */
 void cfg_defaults(struct recd_config *cfg);
 const struct cfg_key *cfg_find(const char *name, size_t len);

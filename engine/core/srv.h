@@ -32,6 +32,8 @@
 struct srv_thread_slot {
 	uint64_t turns;     /* event-loop turns, written by the worker */
 	uint64_t stall_ms;  /* debug: sleep this long at the next turn */
+	int waiting;        /* ck_pr: blocked on purpose (an admin reload): the
+	                       watchdog does not count it as stuck */
 } cacheline_aligned;
 
 /* Identity of the snapshot file that is being served, to tell a changed
@@ -47,10 +49,17 @@ struct updater;
 
 struct recd_server {
 	struct recd_config cfg;
+	struct recd_config cfg_parsed;  /* as read from file + command line, before start-up
+	                                   filled in derived values; reloads compare to it */
+	int argc;                       /* the command line, re-read on reload */
+	char **argv;
 	struct snap *snapshot;          /* ck_pr_load_ptr / ck_pr_store_ptr */
 	uint64_t snapshot_generation;   /* written by the control thread */
 	uint64_t snapshot_load_failures;
 	uint64_t policy_load_failures;  /* policy sets refused at reload (control thread) */
+	char policy_dir[PATH_MAX];      /* staged copy of the published policy set (lua/lua_set.h);
+	                                   "" = built-in policies. Written before workers start
+	                                   and by the control thread; workers read it at start */
 	uint64_t start_time_ms;         /* wall clock */
 	uint64_t start_mono_ns;
 	uint32_t n_workers;             /* request workers (admin excluded) */

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "ctl/ctl.h"
 #include "lua/lua_host.h"
+#include "lua/lua_set.h"
 
 #define CTL_TURN_MS 100            /* control loop period */
 #define CTL_WATCH_DEBOUNCE_MS 200  /* file events settle before a reload */
@@ -49,7 +50,9 @@ static struct {
 	char watch_name[256];
 	uint64_t reload_due_ns;    /* 0 = no file-triggered reload pending */
 	uint64_t policy_due_ns;    /* same, for the plugins directory */
-	uint64_t policy_print;     /* fingerprint of the plugin files last published */
+	/* Staged copies of policy sets (lua_set.h): [0] is the published one;
+	 * the two before it stay while workers may still rebuild from them. */
+	struct lua_set sets[3];
 } ctl = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .inotify_fd = -1,
 	.wd_snapshot = -1, .wd_plugins = -1 };
 
@@ -157,91 +160,109 @@ int ctl_load_initial(struct recd_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* XXH3 over the names and contents of the *.lua files of `dir`, in name
- * order: tells a real edit from an editor touching a file. 0 on error. */
-static uint64_t plugins_fingerprint(const char *dir)
-{
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = dfd >= 0 ? fdopendir(dup(dfd)) : NULL;
-	if (!d) {
-		if (dfd >= 0)
-			close(dfd);
-		return 0;
-	}
-	char *names[256];
-	size_t n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) && n < ARRAY_SIZE(names)) {
-		size_t l = strlen(e->d_name);
-		if (l > 4 && e->d_name[0] != '.' && !strcmp(e->d_name + l - 4, ".lua") && (names[n] = strdup(e->d_name)))
-			n++;
-	}
-	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_name);
-	XXH3_state_t *st = XXH3_createState();
-	uint64_t h = 0;
-	if (st && XXH3_64bits_reset(st) == XXH_OK) {
-		char buf[16384];
-		for (size_t i = 0; i < n; i++) {
-			XXH3_64bits_update(st, names[i], strlen(names[i]) + 1);
-			int fd = openat(dfd, names[i], O_RDONLY | O_CLOEXEC);
-			ssize_t r;
-			while (fd >= 0 && (r = read(fd, buf, sizeof(buf))) > 0)
-				XXH3_64bits_update(st, buf, (size_t)r);
-			if (fd >= 0)
-				close(fd);
-		}
-		h = XXH3_64bits_digest(st) | 1;   /* never 0 */
-	}
-	XXH3_freeState(st);
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	close(dfd);
-	return h;
-}
-
 /* Compile and pre-flight the plugins directory as it is now (in a forked
  * child, against the served snapshot); on success publish a new policy
  * generation, which every worker picks up at its next loop turn. On
  * failure nothing changes: the workers keep the set they run. */
 static void reload_policies(struct recd_server *srv, bool only_if_changed, struct ctl_reload_result *res)
 {
-	if (!srv->cfg.plugins_dir[0]) {
+	const char *src = srv->cfg.plugins_dir;
+	if (!src[0]) {
 		snprintf(res->policy_error, sizeof(res->policy_error), "no plugins_dir configured");
 		return;
 	}
 	/* A file event for content already published (an editor's touch, or
 	 * an edit an explicit reload already took) changes nothing. */
-	uint64_t print = plugins_fingerprint(srv->cfg.plugins_dir);
-	if (only_if_changed && print && print == ctl.policy_print)
+	if (only_if_changed && ctl.sets[0].print && lua_set_fingerprint(src) == ctl.sets[0].print)
 		return;
-	struct lua_host_limits lim;
-	api_lua_limits(&srv->cfg, &lim);
 	uint64_t t0 = now_ns();
-	int r = lua_host_compile_check(srv->cfg.plugins_dir, srv->cfg.lua_dir, &lim, srv->snapshot,
-				       res->policy_error, sizeof(res->policy_error));
+	/* One private copy is checked and loaded by every worker: an edit in
+	 * the middle of this reload cannot reach a worker unchecked. */
+	struct lua_set set;
+	int r = lua_set_stage(src, NULL, &set, res->policy_error, sizeof(res->policy_error));
+	if (!r) {
+		struct lua_host_limits lim;
+		api_lua_limits(&srv->cfg, &lim);
+		r = lua_host_compile_check(set.dir, srv->cfg.lua_dir, &lim, srv->snapshot, res->policy_error,
+					   sizeof(res->policy_error));
+		lua_set_unstage_msg(&set, src, res->policy_error, sizeof(res->policy_error));
+	}
 	if (r) {
+		lua_set_remove(&set);
 		res->policy_status = CTL_REFUSED;
 		ck_pr_store_64(&srv->policy_load_failures, srv->policy_load_failures + 1);
 		log_error("policy_refused", "plugins=%s err=\"%s\" detail=\"the running policies keep serving\"",
-			  srv->cfg.plugins_dir, res->policy_error);
+			  src, res->policy_error);
 		return;
 	}
 	/* Build every worker's state here first, so workers only swap a
 	 * pointer; then publish the generation they are built for. */
 	char serr[256];
-	if (api_policies_stage(srv, lua_host_published() + 1, serr, sizeof(serr)))
+	if (api_policies_stage(srv, set.dir, lua_host_published() + 1, serr, sizeof(serr)))
 		log_warn("policy_stage_failed", "err=\"%s\" detail=\"workers build their own states\"", serr);
+	snprintf(srv->policy_dir, sizeof(srv->policy_dir), "%s", set.dir);
 	res->policy_generation = lua_host_publish();
 	res->policy_status = CTL_RELOADED;
-	ctl.policy_print = print;
-	log_info("policy_published", "generation=%llu plugins=%s check_ms=%.1f",
-		 (unsigned long long)res->policy_generation, srv->cfg.plugins_dir, (double)(now_ns() - t0) / 1e6);
+	lua_set_remove(&ctl.sets[2]);
+	ctl.sets[2] = ctl.sets[1];
+	ctl.sets[1] = ctl.sets[0];
+	ctl.sets[0] = set;
+	log_info("policy_published", "generation=%llu plugins=%s staged=%s took_ms=%.1f",
+		 (unsigned long long)res->policy_generation, src, set.dir, (double)(now_ns() - t0) / 1e6);
+}
+
+void ctl_adopt_policies(const struct lua_set *initial)
+{
+	ctl.sets[0] = *initial;
+}
+
+static void list_add(char *list, size_t len, const char *name)
+{
+	size_t l = strlen(list);
+	snprintf(list + l, len - l, "%s%s", l ? "," : "", name);
+}
+
+/* Read the config file and command line again: apply the changed
+ * reloadable keys, report the other changes as needing a restart. A bad
+ * file changes nothing. */
+static void reload_settings(struct recd_server *srv, struct ctl_reload_result *res)
+{
+	struct recd_config *nc = malloc(sizeof(*nc));
+	struct cfg_cli cli;
+	if (!nc) {
+		snprintf(res->settings_error, sizeof(res->settings_error), "out of memory");
+		res->settings_status = CTL_REFUSED;
+		return;
+	}
+	cfg_defaults(nc);
+	if (cfg_parse_args(nc, &cli, srv->argc, srv->argv, res->settings_error, sizeof(res->settings_error)) ||
+	    cfg_validate(nc, res->settings_error, sizeof(res->settings_error))) {
+		res->settings_status = CTL_REFUSED;
+		log_error("settings_refused", "err=\"%s\" detail=\"the running settings stay\"", res->settings_error);
+		free(nc);
+		return;
+	}
+	for (size_t i = 0; i < cfg_table_len; i++) {
+		const struct cfg_key *k = &cfg_table[i];
+		if (cfg_key_equal(&srv->cfg_parsed, nc, k))
+			continue;
+		if (!k->reloadable) {
+			list_add(res->settings_restart, sizeof(res->settings_restart), k->name);
+			continue;
+		}
+		cfg_key_copy(&srv->cfg, nc, k);
+		cfg_key_copy(&srv->cfg_parsed, nc, k);
+		list_add(res->settings_applied, sizeof(res->settings_applied), k->name);
+	}
+	if (res->settings_applied[0]) {
+		res->settings_status = CTL_RELOADED;
+		log_set_level(log_level_parse(srv->cfg.log_level));
+		log_info("settings_applied", "keys=%s", res->settings_applied);
+	}
+	if (res->settings_restart[0])
+		log_warn("settings_need_restart", "keys=%s detail=\"changed, but only a restart applies them\"",
+			 res->settings_restart);
+	free(nc);
 }
 
 static void notify_status(const struct recd_server *srv)
@@ -262,13 +283,20 @@ static void do_reload(struct recd_server *srv, unsigned what, const char *source
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading (%s)",
 		   (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000, source);
 	log_info("reload", "source=%s what=%s", source,
-		 what == CTL_RELOAD_ALL ? "all" : what == CTL_RELOAD_SNAPSHOT ? "snapshot" : "policies");
+		 what == CTL_RELOAD_ALL ? "all" : what == CTL_RELOAD_SNAPSHOT ? "snapshot" :
+		 what == CTL_RELOAD_POLICIES ? "policies" : what == CTL_RELOAD_SETTINGS ? "settings" : "several");
 	res->status = CTL_UNCHANGED;
 	result_serving(srv, res);
 	res->error[0] = 0;
 	res->policy_status = CTL_UNCHANGED;
 	res->policy_generation = lua_host_published();
 	res->policy_error[0] = 0;
+	res->settings_status = CTL_UNCHANGED;
+	res->settings_applied[0] = res->settings_restart[0] = res->settings_error[0] = 0;
+	/* Settings first: a new budget or limit applies to the policy states
+	 * this same reload builds. */
+	if (what & CTL_RELOAD_SETTINGS)
+		reload_settings(srv, res);
 	if (what & CTL_RELOAD_SNAPSHOT)
 		reload_snapshot(srv, res);
 	if (what & CTL_RELOAD_POLICIES)
@@ -396,7 +424,7 @@ static void *watchdog_main(void *arg)
 		int stuck = -1;
 		for (uint32_t i = 0; i < srv->n_threads; i++) {
 			uint64_t t = ck_pr_load_64(&srv->slots[i].turns);
-			if (t == prev[i])
+			if (t == prev[i] && !ck_pr_load_int(&srv->slots[i].waiting))
 				stuck = (int)i;
 			prev[i] = t;
 		}
@@ -447,8 +475,6 @@ void ctl_run(struct recd_server *srv)
 	pthread_t wd;
 	bool wd_started = pthread_create(&wd, NULL, watchdog_main, srv) == 0;
 	yield_to_workers();   /* after the watchdog started: it keeps the process's policy */
-	if (srv->cfg.plugins_dir[0])
-		ctl.policy_print = plugins_fingerprint(srv->cfg.plugins_dir);
 	watch_start(srv);
 	notify_status(srv);
 
@@ -497,6 +523,8 @@ void ctl_run(struct recd_server *srv)
 void ctl_shutdown(struct recd_server *srv)
 {
 	api_policies_collect(true);   /* the workers are gone */
+	for (size_t i = 0; i < ARRAY_SIZE(ctl.sets); i++)
+		lua_set_remove(&ctl.sets[i]);
 	/* Workers are gone: nothing can hold a snapshot any more. */
 	if (ctl.registered) {
 		while (ctl.retired_pending)

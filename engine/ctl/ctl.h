@@ -16,7 +16,8 @@ struct net_server;
 enum ctl_reload_what {
 	CTL_RELOAD_SNAPSHOT = 1u << 0,
 	CTL_RELOAD_POLICIES = 1u << 1,
-	CTL_RELOAD_ALL = CTL_RELOAD_SNAPSHOT | CTL_RELOAD_POLICIES,
+	CTL_RELOAD_SETTINGS = 1u << 2,
+	CTL_RELOAD_ALL = CTL_RELOAD_SNAPSHOT | CTL_RELOAD_POLICIES | CTL_RELOAD_SETTINGS,
 };
 
 enum ctl_reload_status {
@@ -30,6 +31,10 @@ struct ctl_reload_result {
 	uint64_t generation;                        /* serving after the call */
 	char model_version[SNAP_MODEL_VERSION_LEN]; /* serving after the call */
 	char error[384];                            /* why it was refused */
+	enum ctl_reload_status settings_status;     /* reloaded: some applied; refused: bad file */
+	char settings_applied[256];                 /* keys applied, comma-separated */
+	char settings_restart[256];                 /* changed keys that need a restart */
+	char settings_error[384];
 	enum ctl_reload_status policy_status;       /* of the policy set, when asked */
 	uint64_t policy_generation;                 /* published after the call */
 	char policy_error[384];                     /* "file:line: message" when refused */
@@ -49,7 +54,13 @@ void ctl_run(struct recd_server *srv);
  * for the result. 0, -ETIMEDOUT, or -ESRCH when no control loop runs. */
 int ctl_request_reload(struct recd_server *srv, unsigned what, struct ctl_reload_result *res);
 
-/* After the workers stopped: free the served and retired snapshots. */
+/* The policy set main.c staged and checked at start (lua/lua_set.h):
+ * the control thread owns it from now on (and deletes it at shutdown). */
+struct lua_set;
+void ctl_adopt_policies(const struct lua_set *initial);
+
+/* After the workers stopped: free the served and retired snapshots and
+ * the staged policy sets. */
 void ctl_shutdown(struct recd_server *srv);
 
 #endif

@@ -162,7 +162,7 @@ struct refresh {
 	struct recd_server *srv;
 	struct live *live;
 	pthread_t thread;
-	bool started, hs_ready, rec_registered;
+	bool started, hs_ready, rec_registered, fd_ready;
 	uint32_t k, nprobe;
 	uint64_t min_interval_ns;
 	uint64_t max_lists;
@@ -191,8 +191,9 @@ struct refresh {
 void refresh_opts_default(struct refresh_opts *o);
 /* Set up and start the thread. `lv` is the live state it reads (written
  * by the caller's thread, the only producer); o NULL: defaults with
- * nprobe = srv->cfg.ann_nprobe. 0 or -errno (then nothing to stop, but
- * the struct's epoch record stays registered: do not start it again). */
+ * nprobe = srv->cfg.ann_nprobe. 0, -EINVAL (bad options) or -errno; on
+ * failure nothing is left to stop, but the struct's epoch record stays
+ * on srv->epoch's list: do not start it again. */
 int refresh_start(struct refresh *r, struct recd_server *srv, struct live *lv, const struct refresh_opts *o);
 /* Stop the thread, free every list and what it retired. No producer and
  * no reader may remain. Safe on a zeroed struct and twice. */

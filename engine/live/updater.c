@@ -30,6 +30,14 @@ static void apply_one(struct updater *u, const struct event *ev, const struct sn
 	float w = trend_event_weight(&u->trend, ev->type);
 	if (w > 0 && (ev->flags & EVENT_HAS_ITEM))
 		trend_add(&u->trend, ev->item_key, w, ev->ts_ms);
+	/* Background candidates (refresh.h). Not during replay: no list
+	 * exists yet, and the users who come back get theirs then. */
+	if (!replay && (ev->flags & EVENT_HAS_USER)) {
+		if (ev->type == EVENT_FORGET_USER || (ev->flags & EVENT_NO_PERSONALIZE))
+			refresh_forget(&u->refresh, ev->user_key);
+		else if (refresh_event_wanted(ev->type))
+			refresh_request(&u->refresh, ev->user_key);
+	}
 }
 
 /* What is applied (and durable) may be acknowledged: advance `applied`
@@ -326,6 +334,9 @@ int upd_start(struct updater *u, struct recd_server *srv, uint32_t n_rings, uint
 		return r;
 	if ((r = trend_init(&u->trend, &u->rec, 0, 0)))
 		goto fail;
+	/* Its thread reads live state and the snapshot; stopped in upd_stop. */
+	if ((r = refresh_start(&u->refresh, srv, &u->live, NULL)))
+		goto fail;
 	u->rings = aligned_alloc(CACHELINE, sizeof(*u->rings) * n_rings);
 	if (!u->rings)
 		goto nomem;
@@ -373,6 +384,9 @@ void upd_stop(struct updater *u)
 		pthread_join(u->thread, NULL);
 		u->started = false;
 	}
+	/* The producer is gone: stop the refresh thread, which reads live
+	 * state, before live_destroy, and run its retired frees. */
+	refresh_stop(&u->refresh);
 	if (u->log) {
 		evlog_close(u->log);
 		free(u->log);

@@ -42,6 +42,7 @@
 #include "events/event.h"
 #include "events/evlog.h"
 #include "live/live.h"
+#include "live/refresh.h"
 #include "live/trend.h"
 
 CK_RING_PROTOTYPE(event, event)
@@ -80,6 +81,7 @@ struct updater {
 	struct upd_stats stats; /* written by the updater (ck_pr stores) */
 	uint64_t idle_evict_ms;
 	struct trend trend;     /* written by the updater, read by workers (trend.h) */
+	struct refresh refresh; /* background candidates: fed by the updater (refresh.h) */
 	/* The event log (NULL: event_log = false) and the batch being committed. */
 	struct evlog *log;
 	int durability;         /* enum evlog_durability */

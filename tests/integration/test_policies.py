@@ -331,5 +331,49 @@ class Reload(PolicyDaemon):
         self.assertEqual(metric(self.d.port, "recd_policy_load_failures_total"), 1)
 
 
+class Settings(unittest.TestCase):
+    """A reload re-reads the config file: reloadable keys apply, the rest
+    are reported as needing a restart, a bad file changes nothing."""
+
+    def test_reload_applies_reloadable_keys_only(self):
+        tmp = tempfile.mkdtemp(prefix="recd-conf-")
+        conf = os.path.join(tmp, "recd.conf")
+
+        def write(text):
+            with open(conf + ".tmp", "w") as f:
+                f.write(text)
+            os.rename(conf + ".tmp", conf)
+
+        write("ann_nprobe = 50\nmax_body_bytes = 100000\n")
+        d = Daemon(DATA.snapshot, "--config", conf)
+        try:
+            a = Conn(d.admin_port, timeout=30)
+            status, body = a.get_json("/admin/status")
+            self.assertEqual(body["config"]["ann_nprobe"], 50)
+            write("ann_nprobe = 60\nmax_body_bytes = 200000\nlog_level = debug\n")
+            status, _, raw = a.request("POST", "/admin/reload?what=settings")
+            body = json.loads(raw)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(sorted(body["settings"]["applied"]), ["ann_nprobe", "log_level"])
+            self.assertEqual(body["settings"]["need_restart"], ["max_body_bytes"])
+            status, body = a.get_json("/admin/status")
+            self.assertEqual(body["config"]["ann_nprobe"], 60)
+            self.assertEqual(body["config"]["max_body_bytes"], 100000)
+            # a bad file: refused with the line, nothing changes
+            write("ann_nprobe = 70\nann_nprobe = lots\n")
+            status, _, raw = a.request("POST", "/admin/reload?what=settings")
+            body = json.loads(raw)
+            self.assertEqual(status, 422, body)
+            self.assertEqual(body["error"], "settings_refused")
+            self.assertIn("recd.conf:2", body["detail"])
+            status, body = a.get_json("/admin/status")
+            self.assertEqual(body["config"]["ann_nprobe"], 60)
+            a.close()
+            self.assertIn("msg=settings_need_restart keys=max_body_bytes", d.log())
+        finally:
+            d.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

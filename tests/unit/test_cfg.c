@@ -473,8 +473,20 @@ static void test_reference_file(void)
 	for (size_t i = 0; i < cfg_table_len; i++) {
 		char needle[64];
 		snprintf(needle, sizeof(needle), "\n#%s = ", cfg_table[i].name);
-		if (!strstr(text, needle)) {
+		const char *at = strstr(text, needle);
+		if (!at) {
 			fprintf(stderr, "%s does not document %s\n", REFERENCE_CONF, cfg_table[i].name);
+			failures++;
+			continue;
+		}
+		/* ...whose comment block says "Reloadable" exactly when it is. */
+		const char *block = at;
+		while (block > text && !(block[-1] == '\n' && block - 1 > text && block[-2] == '\n'))
+			block--;
+		bool says = memmem(block, (size_t)(at - block), "Reloadable", 10) != NULL;
+		if (says != cfg_table[i].reloadable) {
+			fprintf(stderr, "%s: %s is%s reloadable, its comment says otherwise\n", REFERENCE_CONF,
+				cfg_table[i].name, cfg_table[i].reloadable ? "" : " not");
 			failures++;
 		}
 	}
