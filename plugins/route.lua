@@ -5,7 +5,8 @@
 --   anonymous (no history)      -> trending and popular items
 --   new (1 to 9 interactions)   -> items similar to what they just viewed
 --   returning (10 or more)      -> the shopper's own taste (collaborative)
--- On a product page the page's item comes first: "similar items".
+-- On a product page the page's item comes first: "similar items"; on the
+-- cart page, items that go with the cart.
 --
 -- Each source is { name, how many, weight }. The weight (0..1, default 1)
 -- is the score of that source's best item: 1 competes for the top, a
@@ -26,6 +27,15 @@ function route(req)
 			policy = "similar_items",
 			tier = tier,
 			sources = { { "similar", n }, { "popular", req.n, FILL } },
+		}
+	end
+
+	if req.placement == "cart" and req.cart_count > 0 then
+		-- "Complete your cart": items that go with what is in it.
+		return {
+			policy = "complete_the_cart",
+			tier = tier,
+			sources = { { "similar", n }, { "content", n, 0.8 }, { "popular", req.n, FILL } },
 		}
 	end
 

@@ -14,8 +14,8 @@ function rules(req, cands)
 		cands:drop_purchased()
 	end
 
-	-- Nothing already in the cart, except on the cart page itself.
-	if S.drop_in_cart ~= false and req.placement ~= "cart" then
+	-- Nothing already in the cart (the cart page shows what goes with it).
+	if S.drop_in_cart ~= false then
 		cands:drop_in_cart()
 	end
 

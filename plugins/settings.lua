@@ -22,8 +22,8 @@ return {
 	rules = {
 		-- Never show what the shopper already bought.
 		drop_purchased = true,
-		-- Do not recommend what is already in the cart (except on the cart
-		-- page, where "complete your cart" items are welcome).
+		-- Do not recommend what is already in the cart (on the cart page
+		-- route.lua asks for items that go with the cart instead).
 		drop_in_cart = true,
 		-- Per placement: a price band and categories never shown there.
 		placements = {

@@ -49,7 +49,7 @@ static void usage(FILE *out)
 		"\n"
 		"Commands:\n"
 		"  status                      versions, uptime, workers, connections, snapshot\n"
-		"  reload [snapshot|policies|all]\n"
+		"  reload [snapshot|policies|settings|all]\n"
 		"                              reload from disk (default: all, like SIGHUP)\n"
 		"  metrics                     print the Prometheus metrics\n"
 		"  snapshot inspect FILE       print a snapshot's header and sections\n"
@@ -468,21 +468,52 @@ static int cmd_status(const struct ctl *c)
 	return EXIT_OK;
 }
 
-/* One line per part of a reload answer: "snapshot: reloaded (generation 3, model m)". */
-static void print_reload_parts(const struct doc *d)
+/* A JSON array of strings at token a as "x, y" ("-" when empty). */
+static const char *doc_list(const struct doc *d, int a, char *out, size_t len)
+{
+	size_t o = 0;
+	out[0] = 0;
+	if (a >= 0 && d->t[a].type == JSON_ARRAY)
+		for (int e = a + 1; e < (int)d->t[a].next && o + 4 < len; e = (int)d->t[e].next) {
+			int l = json_str_decode(d->s, &d->t[e], out + o + (o ? 2 : 0), len - o - 2);
+			if (l < 0)
+				break;
+			if (o)
+				memcpy(out + o, ", ", 2), o += 2;
+			o += (size_t)l;
+		}
+	if (!o)
+		snprintf(out, len, "-");
+	return out;
+}
+
+/* One line per part of a reload answer:
+ *   snapshot: reloaded (generation 3, model m)
+ *   policies: unchanged (generation 2)
+ *   settings: reloaded (applied: ann_nprobe; need a restart: workers)
+ * and the reason of a refused part. */
+static void print_reload_parts(const struct doc *d, FILE *out)
 {
 	for (int k = 1, i = 0; (uint32_t)i < d->t[0].count; i++) {
 		int v = k + 1;
-		char key[64], st[64], model[128];
+		char key[64], st[64], model[128], det[512], l1[256], l2[256];
 		if (json_str_decode(d->s, &d->t[k], key, sizeof(key)) < 0)
 			snprintf(key, sizeof(key), "?");
 		if (d->t[v].type == JSON_OBJECT) {
-			printf("%s: %s", key, doc_str(d, v, "status", st, sizeof(st)));
+			fprintf(out, "%s: %s", key, doc_str(d, v, "status", st, sizeof(st)));
 			int64_t gen = doc_i64(d, v, "generation");
-			if (gen >= 0)
-				printf(" (generation %" PRId64 ", model %s)", gen,
-				       doc_str(d, v, "model_version", model, sizeof(model)));
-			printf("\n");
+			if (!strcmp(key, "snapshot") && gen >= 0)
+				fprintf(out, " (generation %" PRId64 ", model %s)", gen,
+					doc_str(d, v, "model_version", model, sizeof(model)));
+			else if (!strcmp(key, "policies") && gen >= 0)
+				fprintf(out, " (generation %" PRId64 ")", gen);
+			else if (!strcmp(key, "settings"))
+				fprintf(out, " (applied: %s; need a restart: %s)",
+					doc_list(d, doc_get(d, v, "applied"), l1, sizeof(l1)),
+					doc_list(d, doc_get(d, v, "need_restart"), l2, sizeof(l2)));
+			if (doc_get(d, v, "detail") >= 0)
+				fprintf(out, ": %s", doc_str(d, v, "detail", det, sizeof(det)));
+			fprintf(out, "\n");
 		}
 		k = (int)d->t[v].next;
 	}
@@ -511,8 +542,9 @@ static int cmd_reload(const struct ctl *c, const char *what)
 		return rc;
 	}
 	if (ok) {
-		print_reload_parts(&d);
+		print_reload_parts(&d, stdout);
 	} else if (doc_get(&d, 0, "error") >= 0) {
+		print_reload_parts(&d, stderr);
 		char e[128], det[512];
 		int64_t gen = doc_i64(&d, 0, "generation");
 		fprintf(stderr, "recdctl: reload refused: %s: %s", doc_str(&d, 0, "error", e, sizeof(e)),
@@ -633,8 +665,9 @@ int main(int argc, char **argv)
 		return cmd_metrics(&c);
 	if (is_reload && nargs <= 1) {
 		const char *what = nargs ? args[0] : "all";
-		if (strcmp(what, "snapshot") && strcmp(what, "policies") && strcmp(what, "all")) {
-			fprintf(stderr, "recdctl: reload what? snapshot, policies or all, not '%s'\n", what);
+		if (strcmp(what, "snapshot") && strcmp(what, "policies") && strcmp(what, "settings") &&
+		    strcmp(what, "all")) {
+			fprintf(stderr, "recdctl: reload what? snapshot, policies, settings or all, not '%s'\n", what);
 			return EXIT_USAGE;
 		}
 		return cmd_reload(&c, what);

@@ -109,22 +109,25 @@ void api_lua_limits(const struct recd_config *cfg, struct lua_host_limits *lim)
 
 void api_worker_turn(struct api_worker *w)
 {
-	if (likely(!w->lua))
+	if (w->admin || w->id >= API_MAX_WORKERS)
 		return;
 	/* The fast path: a state the control thread built for us. */
-	struct lua_host *n = w->id < API_MAX_WORKERS ? ck_pr_load_ptr(&api_lua_next[w->id]) : NULL;
+	struct lua_host *n = ck_pr_load_ptr(&api_lua_next[w->id]);
 	if (unlikely(n != NULL)) {
 		n = ck_pr_fas_ptr(&api_lua_next[w->id], NULL);
 		ck_pr_fence_load();   /* pairs with the builder's store fence: see the whole state */
 		if (n) {
-			struct lua_host *old = lua_host_adopt(&w->lua, n);
+			struct lua_host *old = lua_host_adopt(&w->lua, n, &api_lua_stats[w->id]);
+			w->lua_stats = &api_lua_stats[w->id];
 			ck_pr_fence_store();
-			struct lua_host *prev = ck_pr_fas_ptr(&api_lua_old[w->id], old);
+			struct lua_host *prev = old ? ck_pr_fas_ptr(&api_lua_old[w->id], old) : NULL;
 			if (prev)   /* the control thread has not collected the last one yet */
 				lua_host_destroy(prev);
 			log_debug("policy_swapped", "worker=%u policy=%s", w->id, lua_host_policy_name(w->lua));
 		}
 	}
+	if (!w->lua)
+		return;
 	/* A few compares unless a generation came out without a state for this
 	 * worker (its build failed) or the state must be rebuilt (memory):
 	 * then the host builds one here and logs what it did. */
@@ -808,7 +811,8 @@ static int api_events(struct api_worker *w, const struct http_request *req, bool
 	if (!ndjson) {
 		ntok = json_parse(s, len, w->toks, w->n_toks, &jerr);
 		if (ntok == -ENOSPC)
-			return api_fail(out, close, 413, "too_large", "more than %lld events in one request",
+			return api_fail(out, close, 413, "too_large",
+					"the body has more JSON values than %lld events may hold (max_events_per_request)",
 					(long long)w->srv->cfg.max_events_per_request);
 		if (ntok < 0)
 			return api_fail(out, close, 400, "bad_json", "invalid JSON at byte %u: %s", jerr.offset,
@@ -908,11 +912,14 @@ static int api_events(struct api_worker *w, const struct http_request *req, bool
 static int api_forget_user(struct api_worker *w, const struct http_request *req, bool close, struct buf *out)
 {
 	struct updater *u = w->srv->updater;
-	struct str id = { req->path.p + 10, req->path.len - 10 };
+	struct str raw = { req->path.p + 10, req->path.len - 10 };
+	char idbuf[EVENT_ID_MAX];
+	int il = memchr(raw.p, '/', raw.len) ? -EINVAL : http_path_decode(raw, idbuf, sizeof(idbuf));
+	struct str id = { idbuf, il > 0 ? (size_t)il : 0 };
 	struct event *ev;
-	if (id.len == 0 || id.len >= EVENT_ID_MAX || memchr(id.p, '/', id.len))
-		return api_fail(out, close, 400, "bad_request", "expected /v1/users/{user_id} (at most %d bytes)",
-				EVENT_ID_MAX - 1);
+	if (il <= 0)
+		return api_fail(out, close, 400, "bad_request",
+				"expected /v1/users/{user_id}: a percent-encoded id of 1..%d bytes", EVENT_ID_MAX - 1);
 	if (upd_room(u, w->id) < 1 || !(ev = upd_reserve(u, w->id))) {
 		api_write_error(out, 503, "overloaded", "the event queue is full; retry shortly", close,
 				"Retry-After: 1\r\n");
@@ -1079,10 +1086,13 @@ static int api_admin_user(struct api_worker *w, const struct http_request *req, 
 	*ep = MEP_ADMIN;
 	if (req->method != HTTP_M_GET)
 		return method_not_allowed(out, close, "GET");
-	struct str id = { req->path.p + 13, req->path.len - 13 };
-	if (id.len >= EVENT_ID_MAX || memchr(id.p, '/', id.len))
-		return api_fail(out, close, 400, "bad_request", "expected /admin/users/{user_id} (at most %d bytes)",
-				EVENT_ID_MAX - 1);
+	struct str raw = { req->path.p + 13, req->path.len - 13 };
+	char idbuf[EVENT_ID_MAX];
+	int il = memchr(raw.p, '/', raw.len) ? -EINVAL : http_path_decode(raw, idbuf, sizeof(idbuf));
+	struct str id = { idbuf, il > 0 ? (size_t)il : 0 };
+	if (il <= 0)
+		return api_fail(out, close, 400, "bad_request",
+				"expected /admin/users/{user_id}: a percent-encoded id of 1..%d bytes", EVENT_ID_MAX - 1);
 	const struct live_user *lu = live_user_get(&w->srv->updater->live, event_key(id.p, id.len));
 	if (!lu)
 		return api_fail(out, close, 404, "not_found", "no live state for this user");

@@ -10,17 +10,20 @@
 
 #include "core/buf.h"
 #include "core/srv.h"
+#include "events/event.h"
 #include "http/http_parse.h"
 #include "json/json.h"
 #include "metrics/metrics.h"
 #include "rec/rec.h"
 
-#define API_MAX_ID_LEN 256
+/* User and item ids: the same bound as in events, so any id a request
+ * names can also have live state. */
+#define API_MAX_ID_LEN (EVENT_ID_MAX - 1)
 /* JSON tokens for a recommendation body; event bodies get
  * max_events_per_request * API_TOKENS_PER_EVENT more. */
 #define API_MAX_JSON_TOKENS 512
 #define API_TOKENS_PER_EVENT 32
-#define API_MAX_WORKERS 256            /* request workers with a Lua state */
+#define API_MAX_WORKERS 1024           /* request workers with a Lua state (= cfg max) */
 
 struct pipe_worker;
 struct lua_host;

@@ -477,6 +477,24 @@ static bool query_key_eq(const char *k, size_t klen, const char *key)
 	return key[j] == '\0';
 }
 
+int http_path_decode(struct str seg, char *out, size_t outlen)
+{
+	size_t i = 0, o = 0;
+	while (i < seg.len) {
+		/* In a path '+' is itself; only %XX escapes are decoded. */
+		int c = seg.p[i] == '+' ? (i++, '+') : query_byte(seg.p, seg.len, &i);
+		if (c < 0)
+			return -EINVAL;
+		if (o + 1 >= outlen)
+			return -ENOSPC;
+		out[o++] = (char)c;
+	}
+	if (outlen == 0)
+		return -ENOSPC;
+	out[o] = '\0';
+	return (int)o;
+}
+
 int http_query_get(struct str query, const char *key, char *out, size_t outlen)
 {
 	const char *s = query.p;

@@ -73,6 +73,10 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
 const struct http_header *http_find_header(const struct http_request *req, const char *name);
 /* Reason phrase for a status code ("Not Found"); "Unknown" otherwise. */
 const char *http_reason(int status);
+/* Percent-decode a path segment into out (NUL-terminated; '+' stays '+').
+ * Returns the length, -EINVAL on a bad escape or %00, -ENOSPC. */
+int http_path_decode(struct str seg, char *out, size_t outlen);
+
 /* Find `key` in a query string (a=1&b=2) and percent-decode its value into
  * out (NUL-terminated). Returns the decoded length, -ENOENT when absent,
  * -EINVAL on bad %-escapes, -ENOSPC when out is too small. '+' decodes to

@@ -21,6 +21,8 @@
 #define REFRESH_IDLE_MS 100ull     /* longest sleep with nothing pending */
 #define REFRESH_GC_MIN 1024u       /* removals before the table's tombstones are collected */
 #define ORD_MIN_CAP 1024u
+#define SWEEP_CHUNK 1024u          /* publish-order entries a sweep checks per loop turn */
+#define SWEEP_IDLE UINT64_MAX
 
 /* ------------------------------------------------- the lists' ck_hs */
 
@@ -118,6 +120,7 @@ void refresh_stats_read(const struct refresh *r, struct refresh_stats *o)
 	o->forgotten = ck_pr_load_64(&r->st.forgotten);
 	o->flushes = ck_pr_load_64(&r->st.flushes);
 	o->evicted = ck_pr_load_64(&r->st.evicted);
+	o->swept = ck_pr_load_64(&r->st.swept);
 	o->lists = ck_pr_load_64(&r->st.lists);
 	o->pending = ck_pr_load_64(&r->st.pending);
 	o->compute_ns_total = ck_pr_load_64(&r->st.compute_ns_total);
@@ -217,6 +220,8 @@ static int ord_push(struct refresh *r, uint64_t key, uint64_t version)
 			r->ord = p;
 			r->ord_cap = cap;
 		}
+		if (r->sweep_pos != SWEEP_IDLE)
+			r->sweep_pos = r->sweep_pos > r->ord_head ? r->sweep_pos - r->ord_head : 0;
 		r->ord_head = 0;
 		r->ord_tail = len;
 	}
@@ -242,6 +247,8 @@ static void ord_compact(struct refresh *r)
 			r->ord[m++] = r->ord[i];
 	r->ord_head = 0;
 	r->ord_tail = m;
+	if (r->sweep_pos != SWEEP_IDLE)
+		r->sweep_pos = 0;   /* entries moved: start the sweep over */
 }
 
 static void evict(struct refresh *r)
@@ -295,6 +302,7 @@ static void flush_all(struct refresh *r)
 			break;
 	}
 	r->ord_head = r->ord_tail = 0;
+	r->sweep_pos = SWEEP_IDLE;
 	memset(r->pidx_key, 0, (r->pidx_mask + 1) * sizeof(*r->pidx_key));
 	r->pend_head = r->pend_tail;
 	ST_SET(r, pending, 0);
@@ -587,6 +595,38 @@ static void compute(struct refresh *r, uint64_t key)
 
 /* ------------------------------------------------------------- thread */
 
+/* One step of the sweep: lists whose user live state dropped (evicted)
+ * can never be fresh again. Returns true while a sweep is running. */
+static bool sweep_step(struct refresh *r, uint64_t now)
+{
+	if (r->sweep_pos == SWEEP_IDLE) {
+		if (now < r->next_sweep_ns)
+			return false;
+		r->sweep_pos = r->ord_head;
+	}
+	if (r->sweep_pos < r->ord_head)
+		r->sweep_pos = r->ord_head;
+	uint64_t end = MIN(r->ord_tail, r->sweep_pos + SWEEP_CHUNK), victims[SWEEP_CHUNK];
+	uint32_t nv = 0;
+	ck_epoch_begin(&r->rec, NULL);
+	for (uint64_t i = r->sweep_pos; i < end; i++)
+		if (ord_current(r, &r->ord[i]) && !live_user_get(r->live, r->ord[i].key))
+			victims[nv++] = r->ord[i].key;
+	ck_epoch_end(&r->rec, NULL);
+	r->sweep_pos = end;
+	for (uint32_t i = 0; i < nv; i++)
+		list_remove(r, victims[i]);
+	if (nv) {
+		ST_ADD(r, swept, nv);
+		maybe_gc(r);
+	}
+	if (end < r->ord_tail)
+		return true;
+	r->sweep_pos = SWEEP_IDLE;
+	r->next_sweep_ns = now + r->sweep_ns;
+	return false;
+}
+
 static void forget_one(struct refresh *r, uint64_t key)
 {
 	ST_ADD(r, forgotten, 1);   /* first: whoever sees the list gone sees the count */
@@ -638,8 +678,9 @@ static void *refresh_main(void *arg)
 		drain(r);
 		uint64_t now = now_ns();
 		uint32_t done = run_due(r, now);
+		bool sweeping = sweep_step(r, now);
 		ck_epoch_poll(&r->rec);
-		if (done == REFRESH_BATCH || ck_ring_size(&r->ring))
+		if (done == REFRESH_BATCH || sweeping || ck_ring_size(&r->ring))
 			continue;
 		/* Pending requests: nap until the first is due, without asking to
 		 * be woken (later requests are due later still); the nap is short
@@ -689,6 +730,7 @@ void refresh_opts_default(struct refresh_opts *o)
 		.pending_max = REFRESH_PENDING_MAX,
 		.max_lists = 0,
 		.nprobe = 0,
+		.sweep_ms = REFRESH_SWEEP_MS,
 	};
 }
 
@@ -764,6 +806,9 @@ int refresh_start(struct refresh *r, struct recd_server *srv, struct live *lv, c
 	r->nprobe = o->nprobe;
 	r->min_interval_ns = (uint64_t)o->min_interval_ms * 1000000ull;
 	r->max_lists = o->max_lists ? o->max_lists : lv->max_users ? lv->max_users : (1ull << 20);
+	r->sweep_ns = (uint64_t)(o->sweep_ms ? o->sweep_ms : REFRESH_SWEEP_MS) * 1000000ull;
+	r->sweep_pos = SWEEP_IDLE;
+	r->next_sweep_ns = now_ns() + r->sweep_ns;
 	ck_epoch_register(&srv->epoch, &r->rec, NULL);
 	r->rec_registered = true;
 	int err = -ENOMEM;
@@ -817,6 +862,12 @@ void refresh_stop(struct refresh *r)
 		wake(r, true);
 		pthread_join(r->thread, NULL);
 		r->started = false;
+		struct refresh_stats st;
+		refresh_stats_read(r, &st);
+		log_info("refresh_stopped", "requested=%llu computed=%llu coalesced=%llu dropped=%llu lists=%llu "
+			 "compute_ns_max=%llu", (unsigned long long)st.requested, (unsigned long long)st.computed,
+			 (unsigned long long)st.coalesced, (unsigned long long)st.dropped,
+			 (unsigned long long)st.lists, (unsigned long long)st.compute_ns_max);
 	}
 	release(r);
 }

@@ -41,7 +41,10 @@
  *    refresh thread's record, which it polls every loop turn, so it is
  *    freed only after every reader that could have found it has left its
  *    section. At most max_lists lists are kept: beyond that the least
- *    recently computed go (`evicted`).
+ *    recently computed go (`evicted`). A list whose user the live state
+ *    no longer holds (idle or over max_users: live_evict) can never be
+ *    fresh again: a sweep, every sweep_ms a few entries per loop turn,
+ *    drops those (`swept`), so lists live no longer than live records.
  *  - lifetime: refresh_start registers the thread's epoch record, which
  *    lives inside struct refresh: ck_epoch never unlinks a record, so the
  *    struct must stay in place (static, or heap never freed before the
@@ -77,6 +80,7 @@
 #define REFRESH_RING_SIZE 65536u          /* default ring entries (power of two) */
 #define REFRESH_PENDING_MAX 65536u        /* default pending table size (power of two) */
 #define REFRESH_K_MAX 1000u
+#define REFRESH_SWEEP_MS 30000u           /* default: lists of users live state dropped */
 #define REFRESH_HIST_BUCKETS 16           /* compute time: bucket i < 2^i us; the last is the rest */
 
 /* One user's precomputed candidates; immutable once published. */
@@ -100,6 +104,7 @@ struct refresh_opts {
 	uint32_t pending_max;      /* power of two >= 16 */
 	uint64_t max_lists;        /* 0: the live state's max_users (or 1M when that is 0) */
 	uint32_t nprobe;           /* ANN lists probed first; 0: the index default */
+	uint32_t sweep_ms;         /* a sweep starts at most this often; 0: REFRESH_SWEEP_MS */
 };
 
 /* What refresh_stats_read reports (each field has one writer). */
@@ -117,6 +122,7 @@ struct refresh_stats {
 	uint64_t forgotten;        /* forget messages applied */
 	uint64_t flushes;          /* times every list was dropped (see forget_flushes) */
 	uint64_t evicted;          /* lists dropped over max_lists */
+	uint64_t swept;            /* lists dropped because live state no longer holds the user */
 	uint64_t lists;            /* lists held now */
 	uint64_t pending;          /* computations waiting now */
 	uint64_t compute_ns_total, compute_ns_max;
@@ -169,6 +175,8 @@ struct refresh {
 	uint64_t n_lists;
 	uint64_t removed_since_gc;
 	uint64_t next_version;
+	uint64_t sweep_ns, next_sweep_ns;
+	uint64_t sweep_pos;        /* index into ord[]; UINT64_MAX: no sweep running */
 	/* pending: FIFO in due order plus an index (key -> absolute position) */
 	struct refresh_pend *pend;
 	uint64_t pend_head, pend_tail, pend_mask;
@@ -187,7 +195,7 @@ struct refresh {
 };
 
 /* Defaults: REFRESH_K, REFRESH_MIN_INTERVAL_MS, REFRESH_RING_SIZE,
- * REFRESH_PENDING_MAX, max_lists 0, nprobe 0. */
+ * REFRESH_PENDING_MAX, max_lists 0, nprobe 0, REFRESH_SWEEP_MS. */
 void refresh_opts_default(struct refresh_opts *o);
 /* Set up and start the thread. `lv` is the live state it reads (written
  * by the caller's thread, the only producer); o NULL: defaults with

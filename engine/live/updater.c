@@ -97,8 +97,10 @@ static int log_flush(struct updater *u, bool force)
 }
 
 /* Group commit of the staged events: one append to the log, the sync the
- * policy asks for, then apply, then publish. */
-static void commit(struct updater *u, const struct snap *s)
+ * policy asks for, then apply, then publish. The write and the fdatasync
+ * run outside any epoch section: a slow disk must not hold back the
+ * reclamation of snapshots and live records. */
+static void commit(struct updater *u)
 {
 	int r = 0;
 	if (u->log && u->n_stage) {
@@ -120,11 +122,14 @@ static void commit(struct updater *u, const struct snap *s)
 	}
 	/* Applied even when the sync failed: the log still holds them in
 	 * memory and rewrites them; only the acknowledgement waits. */
+	ck_epoch_begin(&u->rec, NULL);
+	const struct snap *s = srv_snapshot(u->srv);
 	for (uint32_t i = 0; i < u->n_stage; i++) {
 		const struct event *ev = &u->stage[i];
 		apply_one(u, ev, s, false);
 		u->rings[ev->seq >> 48].taken++;
 	}
+	ck_epoch_end(&u->rec, NULL);
 	u->n_stage = 0;
 	if (!u->log || u->durability == EVLOG_NONE || r == 0)
 		publish(u);
@@ -132,10 +137,10 @@ static void commit(struct updater *u, const struct snap *s)
 
 /* A failed log is retried once its time has come: the staged events
  * (append failed) or everything unsynced (write/sync failed). */
-static void log_retry(struct updater *u, const struct snap *s)
+static void log_retry(struct updater *u)
 {
 	if (u->n_stage) {
-		commit(u, s);
+		commit(u);
 		return;
 	}
 	int r = log_flush(u, true);
@@ -151,14 +156,12 @@ static void log_retry(struct updater *u, const struct snap *s)
 static uint32_t drain(struct updater *u)
 {
 	uint32_t total = 0;
-	ck_epoch_begin(&u->rec, NULL);
-	const struct snap *s = srv_snapshot(u->srv);
 	if (u->log_failed && now_ns() >= u->log_retry_ns)
-		log_retry(u, s);
+		log_retry(u);
 	for (uint32_t i = 0; i < u->n_rings && !u->log_failed; i++) {
 		struct upd_ring *r = &u->rings[i];
 		if (u->n_stage + UPD_BATCH > UPD_STAGE) {
-			commit(u, s);
+			commit(u);
 			if (u->log_failed)
 				break;
 		}
@@ -170,8 +173,7 @@ static uint32_t drain(struct updater *u)
 		total += n;
 	}
 	if (u->n_stage && !u->log_failed)
-		commit(u, s);
-	ck_epoch_end(&u->rec, NULL);
+		commit(u);
 	return total;
 }
 

@@ -83,6 +83,7 @@ struct lua_host {
 	bool broken;                   /* over the hard memory ceiling */
 	bool grace_used;               /* this call's one budget extension */
 	int ref[LUA_HOOK__COUNT];      /* registry refs of the dispatch functions */
+	enum lua_hook failed_hook;     /* of the last failure (lua_host_failed_hook) */
 	char where[LUA_HOOK__COUNT][128]; /* "file:line" of each hook */
 	char name[96];                 /* "<set>@<generation>" */
 	char plugins_dir[PATH_MAX], lua_dir[PATH_MAX];
@@ -185,10 +186,12 @@ void lua_host_stats_last_error(const struct lua_host_stats *st, char *out, size_
 const struct lua_host_stats *lua_host_stats(const struct lua_host *h) { return h->stats; }
 const char *lua_host_policy_name(const struct lua_host *h) { return h->name; }
 bool lua_host_has_hook(const struct lua_host *h, enum lua_hook hook) { return h->ref[hook] != LUA_NOREF; }
+enum lua_hook lua_host_failed_hook(const struct lua_host *h) { return h->failed_hook; }
 
 static void lh_fail(struct lua_host *h, enum lua_hook hook, enum lua_fail kind, const char *msg)
 {
 	struct lua_host_stats *st = h->stats;
+	h->failed_hook = hook;
 	lh_inc(&st->failures[hook][kind]);
 	lh_set_error(st, msg);
 	ck_pr_store_32(&st->consecutive, st->consecutive + 1);
@@ -564,6 +567,7 @@ static int lh_rank(struct lua_host *h, const enum lua_hook *hooks, int n_hooks, 
 	bool any = false;
 	for (int i = 0; i < n_hooks; i++)
 		any |= h->ref[hooks[i]] != LUA_NOREF;
+	h->failed_hook = hooks[0];   /* what a refusal by the gate names */
 	int rc = lh_gate(h, any);
 	if (rc)
 		return rc == -ENOENT ? 0 : rc;
@@ -1024,11 +1028,11 @@ int lua_host_maybe_reload(struct lua_host **hp, uint64_t generation)
 	return 1;
 }
 
-struct lua_host *lua_host_adopt(struct lua_host **hp, struct lua_host *n)
+struct lua_host *lua_host_adopt(struct lua_host **hp, struct lua_host *n, struct lua_host_stats *stats)
 {
 	struct lua_host *h = *hp;
-	struct lua_host_stats *st = h->stats;
-	if (st == &h->own_stats) {
+	struct lua_host_stats *st = h ? h->stats : stats ? stats : &n->own_stats;
+	if (h && st == &h->own_stats) {
 		n->own_stats = h->own_stats;
 		st = &n->own_stats;
 	}

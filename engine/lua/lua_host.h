@@ -93,6 +93,9 @@ int lua_host_rank(struct lua_host *h, const struct snap *snap, const struct lua_
 int lua_host_run(struct lua_host *h, enum lua_hook hook, const struct snap *snap, const struct lua_req *req,
 		 struct lua_cand *cands, uint32_t *n_cands, uint32_t n_wanted);
 bool lua_host_has_hook(const struct lua_host *h, enum lua_hook hook);
+/* The hook the last failing call failed in (rules or rerank after a
+ * failed lua_host_rank; the first hook asked for when the gate refused). */
+enum lua_hook lua_host_failed_hook(const struct lua_host *h);
 
 /* Compile the whole set in a scratch state, then run it in a forked child
  * against fixture requests built from `snap` (NULL: route only and empty
@@ -117,10 +120,11 @@ int lua_host_maybe_reload(struct lua_host **hp, uint64_t generation);
 
 /* The owning thread swaps *hp to `n`, a state another thread built with
  * lua_host_create (own stats) and handed over with release/acquire
- * ordering, never used since: n takes over *hp's stats (breaker closed).
- * Returns the old state, which nothing uses any more (destroy it on any
- * thread). So a reload never compiles Lua on a worker. */
-struct lua_host *lua_host_adopt(struct lua_host **hp, struct lua_host *n);
+ * ordering, never used since: n takes over *hp's stats (breaker closed),
+ * or `stats` when *hp is NULL (a worker whose first state failed).
+ * Returns the old state (or NULL), which nothing uses any more: destroy
+ * it on any thread. So a reload never compiles Lua on a worker. */
+struct lua_host *lua_host_adopt(struct lua_host **hp, struct lua_host *n, struct lua_host_stats *stats);
 
 /* "<set name>@<generation>", e.g. "default@3". */
 const char *lua_host_policy_name(const struct lua_host *h);

@@ -76,6 +76,8 @@ enum metrics_status metrics_status_index(int status)
 	case 411: return MST_411;
 	case 413: return MST_413;
 	case 414: return MST_414;
+	case 415: return MST_415;
+	case 422: return MST_422;
 	case 431: return MST_431;
 	case 500: return MST_500;
 	case 501: return MST_501;
@@ -87,7 +89,7 @@ enum metrics_status metrics_status_index(int status)
 
 static const char *const metrics_status_names[MST__COUNT] = {
 	"200", "202", "400", "401", "404", "405", "408", "411",
-	"413", "414", "431", "500", "501", "503", "505", "other",
+	"413", "414", "415", "422", "431", "500", "501", "503", "505", "other",
 };
 
 static const char *const metrics_endpoint_names[MEP__COUNT] = {

@@ -33,7 +33,7 @@ enum metrics_endpoint {
 /* The status codes recd answers with; anything else counts as "other". */
 enum metrics_status {
 	MST_200 = 0, MST_202, MST_400, MST_401, MST_404, MST_405, MST_408, MST_411,
-	MST_413, MST_414, MST_431, MST_500, MST_501, MST_503, MST_505, MST_OTHER,
+	MST_413, MST_414, MST_415, MST_422, MST_431, MST_500, MST_501, MST_503, MST_505, MST_OTHER,
 	MST__COUNT,
 };
 

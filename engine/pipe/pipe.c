@@ -293,9 +293,15 @@ void pipe_default_route(const struct lua_req *q, struct lua_route *rt)
 	else
 		rt->tier = LUA_TIER_ANONYMOUS;
 	const char *name;
+	bool cart_page = q->n_cart && q->placement_len == 4 && !memcmp(q->placement, "cart", 4);
 	if (q->context_item != LUA_NO_ITEM) {
 		name = "similar_items";
 		route_add(rt, LUA_SRC_SIMILAR, n, 1);
+		route_add(rt, LUA_SRC_POPULAR, q->n, PIPE_FILL_WEIGHT);
+	} else if (cart_page) {
+		name = "complete_the_cart";
+		route_add(rt, LUA_SRC_SIMILAR, n, 1);
+		route_add(rt, LUA_SRC_CONTENT, n, 0.8f);
 		route_add(rt, LUA_SRC_POPULAR, q->n, PIPE_FILL_WEIGHT);
 	} else if (rt->tier == LUA_TIER_ANONYMOUS) {
 		name = "cold_start_popular";
@@ -455,12 +461,22 @@ uint32_t pipe_gather(struct pipe_worker *pw, const struct pipe_request *rq, cons
 		}
 		case LUA_SRC_SIMILAR:
 		case LUA_SRC_CONTENT: {
-			/* Seeds: the page's item, else the newest recent items. */
+			/* Seeds: the page's item; else the cart (the strongest
+			 * sign of intent), then the newest recent items. */
 			uint32_t refs[PIPE_MAX_REFS], n_refs = 0;
-			if (q->context_item != LUA_NO_ITEM)
+			if (q->context_item != LUA_NO_ITEM) {
 				refs[n_refs++] = q->context_item;
-			for (uint32_t i = 0; i < q->n_recent && n_refs < PIPE_MAX_REFS && q->context_item == LUA_NO_ITEM; i++)
-				refs[n_refs++] = q->recent[i];
+			} else {
+				for (uint32_t i = 0; i < q->n_cart && n_refs < PIPE_MAX_REFS; i++)
+					refs[n_refs++] = q->cart[i];
+				for (uint32_t i = 0; i < q->n_recent && n_refs < PIPE_MAX_REFS; i++) {
+					bool dup = false;
+					for (uint32_t j = 0; j < n_refs && !dup; j++)
+						dup = refs[j] == q->recent[i];
+					if (!dup)
+						refs[n_refs++] = q->recent[i];
+				}
+			}
 			uint32_t per = n_refs ? (k + n_refs - 1) / n_refs : 0;
 			for (uint32_t r = 0; r < n_refs && n < PIPE_MAX_CANDS; r++) {
 				uint32_t ki = MIN(per, PIPE_MAX_CANDS - n);
@@ -586,7 +602,7 @@ void pipe_recommend(struct pipe_worker *pw, struct lua_host *h, const struct pip
 			ranked = lua_host_has_hook(h, LUA_HOOK_RERANK);
 		} else if (!res->lua_rc) {
 			res->lua_rc = rc;
-			res->failed_hook = LUA_HOOK_RERANK;
+			res->failed_hook = (uint8_t)lua_host_failed_hook(h);
 		}
 	}
 	if (!ranked)

@@ -75,8 +75,10 @@ const struct lua_req *pipe_resolve(struct pipe_worker *pw, const struct pipe_req
  * items are excluded from the candidates as the live ones would be. */
 const struct lua_req *pipe_resolve_given(struct pipe_worker *pw, const struct pipe_request *rq,
 					 const struct lua_req *given);
-/* The C tiers: context item → similar; snapshot embedding or 10+
- * interactions → collaborative; 1..9 → content-based; else popular. */
+/* The C tiers: context item → similar; the "cart" placement with a cart
+ * → items like the cart's; snapshot embedding or 10+ interactions →
+ * collaborative; 1..9 → content-based; else trending and popular. The
+ * same as plugins/route.lua. */
 void pipe_default_route(const struct lua_req *q, struct lua_route *rt);
 /* Candidates for a route into pw's array; returns how many. */
 uint32_t pipe_gather(struct pipe_worker *pw, const struct pipe_request *rq, const struct lua_route *rt,

@@ -122,6 +122,16 @@ class Hooks(PolicyDaemon):
         self.assertTrue(any(r.startswith("because_you_viewed:") or r == "similar" for r in reasons), reasons)
         page = self.recs("item_id=%s&n=10" % DATA.item_ids[9])
         self.assertEqual(page["route"], "similar_items")
+        # the cart page: items that go with the cart, never the cart itself
+        cart = [DATA.item_ids[i] for i in (20, 21)]
+        status, _, raw = self.c.request("POST", "/v1/recommendations",
+                                        {"user_id": "cart-shopper", "n": 10, "placement": "cart",
+                                         "context": {"cart": cart, "device": "mobile"}})
+        body = json.loads(raw)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["route"], "complete_the_cart")
+        self.assertFalse(set(cart) & set(self.ids(body)))
+        self.assertIn(body["strategy"], ("similar", "content"))
         # the default rerank caps every category at 3
         cat_of = {it["id"]: it["category"] for it in DATA.items}
         for body in (anon, known, new):
@@ -231,6 +241,13 @@ class Failures(PolicyDaemon):
         self.assertIn("rerank.lua:", ready["policies"]["workers"][0]["last_error"])
         # and the next ordinary request is served by the policy again
         self.assertNotIn("fallback", self.recs("user_id=anon-c&n=10&placement=home"))
+        # the fallback names the hook that failed
+        with open(os.path.join(self.plugins, "rules.lua")) as f:
+            rules = f.read()
+        self.write("rules.lua", rules.replace("function rules(req, cands)",
+                                              "function rules(req, cands)\n\tif req.placement == 'rb' then error('x') end"))
+        self.reload()
+        self.assertEqual(self.recs("n=10&placement=rb").get("fallback"), "rules")
 
 
 class Breaker(PolicyDaemon):

@@ -163,13 +163,24 @@ class Recommendations(Base):
     def test_post_matches_get(self):
         uid = DATA.user_ids[9]
         _, get = self.c.get_json("/v1/recommendations?user_id=%s&n=5" % uid)
+        in_cart = get["items"][2]["id"]
         status, _, raw = self.c.request("POST", "/v1/recommendations",
-                                        {"user_id": uid, "n": 5, "placement": "cart",
-                                         "context": {"cart": [DATA.item_ids[1]], "device": "mobile",
+                                        {"user_id": uid, "n": 5, "placement": "home",
+                                         "context": {"cart": [in_cart], "device": "mobile",
                                                      "region": "UK"}})
         post = json.loads(raw)
         self.assertEqual(status, 200, post)
-        self.assertEqual([i["id"] for i in post["items"]], [i["id"] for i in get["items"]])
+        # the same list, but what is in the cart is never recommended
+        want = [i["id"] for i in get["items"] if i["id"] != in_cart]
+        self.assertEqual([i["id"] for i in post["items"]][:4], want)
+        self.assertNotIn(in_cart, [i["id"] for i in post["items"]])
+        # on the cart page: items that go with the cart (the built-in route)
+        status, _, raw = self.c.request("POST", "/v1/recommendations",
+                                        {"user_id": uid, "n": 5, "placement": "cart",
+                                         "context": {"cart": [in_cart]}})
+        post = json.loads(raw)
+        self.assertEqual(post["route"], "complete_the_cart")
+        self.assertNotIn(in_cart, [i["id"] for i in post["items"]])
 
     def test_post_errors(self):
         cases = [
