@@ -29,12 +29,14 @@ static uint64_t pct(const uint64_t *sorted, size_t n, double p)
 int main(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help")) {
-		fprintf(stderr, "usage: bench_scan SNAPSHOT [--queries N] [--n K] [--seed S] [--json FILE]\n");
+		fprintf(stderr, "usage: bench_scan SNAPSHOT [--queries N] [--n K] [--seed S] [--json FILE] "
+				"[--hugepages 0|1]\n");
 		return 2;
 	}
 	const char *path = argv[1], *json = NULL;
 	long queries = 2000, k = 10;
 	unsigned long long seed = 1;
+	struct snap_open_opts so = { 0 };
 	for (int i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--queries"))
 			queries = atol(argv[i + 1]);
@@ -44,6 +46,8 @@ int main(int argc, char **argv)
 			seed = strtoull(argv[i + 1], NULL, 10);
 		else if (!strcmp(argv[i], "--json"))
 			json = argv[i + 1];
+		else if (!strcmp(argv[i], "--hugepages"))
+			so.hugepages = atoi(argv[i + 1]) != 0;
 		else {
 			fprintf(stderr, "bench_scan: unknown option %s\n", argv[i]);
 			return 2;
@@ -56,7 +60,7 @@ int main(int argc, char **argv)
 	char err[256];
 	struct snap *s;
 	uint64_t t_open = now_ns();
-	if (snap_open(path, &s, err, sizeof(err))) {
+	if (snap_open_opts(path, &so, &s, err, sizeof(err))) {
 		fprintf(stderr, "bench_scan: %s: %s\n", path, err);
 		return 1;
 	}

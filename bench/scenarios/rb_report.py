@@ -266,6 +266,13 @@ def write(out, s, plots=True):
         md.append("%s at %s: p50 %s, p99 %s, max %s, worst per-second p99 %s, errors %d. %s\n" % (
             what, fmt_rps(f["rate"]), fmt_us(f["p50_us"]), fmt_us(f["p99_us"]), fmt_us(f["max_us"]),
             fmt_us(f["per_second_max_p99_us"]), f["errors"], f.get("note", "")))
+        if f.get("rss_peak_kib"):
+            snap = f.get("snapshot_kib")
+            md.append("Server memory during the phase: RSS %.0f MiB at the start, peak %.0f MiB (anonymous %.0f MiB, "
+                      "file-backed %.0f MiB)%s.\n" % (
+                          f["rss_start_kib"] / 1024, f["rss_peak_kib"] / 1024, f["rss_anon_peak_kib"] / 1024,
+                          f["rss_file_peak_kib"] / 1024,
+                          "; one snapshot file is %.0f MiB" % (snap / 1024) if snap else ""))
     f = sc.get("overload")
     if f:
         md.append("### overload\n")

@@ -292,10 +292,46 @@ def sc_events(ctx):
     ctx.scenarios["events"] = fig
 
 
+def _rss_kib(pid):
+    """(VmRSS, RssAnon, RssFile) of a process in KiB, or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            v = dict(line.split(":", 1) for line in f if line.startswith(("VmRSS", "RssAnon", "RssFile")))
+        return tuple(int(v[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile"))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of the server while a phase runs (every 10 ms)."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.stop, self.peak, self.first = pid, threading.Event(), None, None
+
+    def run(self):
+        while not self.stop.is_set():
+            r = _rss_kib(self.pid)
+            if r:
+                self.first = self.first or r
+                self.peak = tuple(max(a, b) for a, b in zip(self.peak, r)) if self.peak else r
+            time.sleep(0.01)
+
+    def figures(self):
+        self.stop.set()
+        self.join(1)
+        if not self.peak:
+            return {}
+        return {"rss_start_kib": self.first[0], "rss_peak_kib": self.peak[0], "rss_anon_peak_kib": self.peak[1],
+                "rss_file_peak_kib": self.peak[2]}
+
+
 def _under_load(ctx, label, action, every, duration):
     """Load at the reference rate while `action` runs every `every` s;
     returns the run, its point and the action times (s since measuring)."""
     s = recd(ctx)
+    rss = RssSampler(s.procs[0].pid)
+    rss.start()
     rate = ref_rate(ctx)
     warm = 0.3 if ctx.short else 1.0
     proc, path = run(ctx, s, label, rate, duration, warmup=warm, background=True)
@@ -310,10 +346,12 @@ def _under_load(ctx, label, action, every, duration):
             next_t += every
         time.sleep(0.02)
     sys.stdout.write(proc.stdout.read())
+    mem = rss.figures()
     if proc.returncode != 0:
         raise RuntimeError("recd-bench failed in " + label)
     r = load(path, s)
     r["marks"] = marks
+    r["memory"] = mem
     with open(path, "w") as f:
         json.dump(r, f)
     return r, point(r, rate), marks, results
@@ -338,7 +376,9 @@ def sc_swap(ctx):
     st, body = rb_procs.http_get(ctx_admin, "/admin/status")
     gen = json.loads(body).get("snapshot", {}).get("generation") if st == 200 else None
     fig.update({"swaps": len(marks), "every_s": every, "marks_s": marks, "generation_after": gen,
-                "per_second_max_p99_us": max([p[3] for p in r["results"]["per_second"]] or [0])})
+                "per_second_max_p99_us": max([p[3] for p in r["results"]["per_second"]] or [0]),
+                "snapshot_kib": os.path.getsize(ctx.served) // 1024})
+    fig.update(r.get("memory", {}))
     ctx.scenarios["swap"] = fig
 
 

@@ -301,6 +301,8 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 		.snap = s,
 		.live = u ? &u->live : NULL,
 		.trend = u ? &u->trend : NULL,
+		.refresh = u && u->refresh.started ? &u->refresh : NULL,
+		.worker = w->id,
 		.context_item = -1,
 		.n = (uint32_t)p->n,
 		.nprobe = (uint32_t)cfg->ann_nprobe,
@@ -333,6 +335,8 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 	struct metrics_worker *m = w->metrics;
 	metrics_inc(&m->strategy[res.strategy < ARRAY_SIZE(m->strategy) ? res.strategy : 0]);
 	metrics_inc(&m->tier[res.tier < ARRAY_SIZE(m->tier) ? res.tier : 0]);
+	if (res.cache != PIPE_CACHE_NONE)
+		metrics_inc(&m->cache[res.cache < ARRAY_SIZE(m->cache) ? res.cache : 0]);
 	if (res.lua_rc)
 		metrics_inc(&m->policy_fallbacks);
 
@@ -372,6 +376,12 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 	buf_puts_lit(b, ",\"policy\":");
 	const char *pol = w->lua ? lua_host_policy_name(w->lua) : "builtin";
 	buf_put_json_str(b, pol, strlen(pol));
+	if (res.cache != PIPE_CACHE_NONE) {
+		/* Where the personal candidates came from: recd's cache. */
+		buf_puts_lit(b, ",\"candidates\":\"");
+		buf_puts(b, pipe_cache_names[res.cache]);
+		buf_putc(b, '"');
+	}
 	if (res.lua_rc) {
 		/* The list is the C ranking because a hook failed. */
 		buf_puts_lit(b, ",\"fallback\":\"");
@@ -691,6 +701,18 @@ static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
 		g->live_items = ck_pr_load_64(&u->live.stats.items);
 		g->live_users_evicted = ck_pr_load_64(&u->live.stats.evicted_users);
 		g->trending_items = trend_size(&u->trend);
+		g->cache_names = pipe_cache_names;
+		if (u->refresh.started) {
+			struct refresh_stats rs;
+			refresh_stats_read(&u->refresh, &rs);
+			g->refresh_lists = rs.lists;
+			g->refresh_computed = rs.computed;
+			g->refresh_requested = rs.requested;
+			g->refresh_dropped = rs.dropped + rs.overflow;
+			g->refresh_compute_ns_total = rs.compute_ns_total;
+			for (uint32_t i = 0; i < u->refresh.n_hints; i++)
+				g->refresh_hints_dropped += ck_pr_load_64(&u->refresh.hints[i].dropped);
+		}
 		g->events_recovered = ck_pr_load_64(&u->stats.recovered);
 		g->event_log_errors = ck_pr_load_64(&u->stats.log_errors);
 		if (u->log) {

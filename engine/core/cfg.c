@@ -32,6 +32,8 @@ const struct cfg_key cfg_table[] = {
 	STR(snapshot, "", "snapshot file to serve (\"\" = none unless demo)"),
 	{ "snapshot_watch", CFG_BOOL, OFF(snapshot_watch), 0, 0, "true", false,
 	  "reload the snapshot when its file is replaced (rename into place)", 0 },
+	{ "snapshot_hugepages", CFG_BOOL, OFF(snapshot_hugepages), 0, 0, "false", true,
+	  "map snapshots 2 MiB-aligned with MADV_HUGEPAGE (transparent huge pages for the page cache)", 0 },
 	STR(plugins_dir, "", "directory of Lua policy plugins (\"\" = built-in policies only)"),
 	STR(lua_dir, "", "directory of the Lua policy API (lua/); \"\" = the installed copy"),
 	INT(plugin_budget_us, 10, 1000000, 2000, true,

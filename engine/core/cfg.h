@@ -30,6 +30,7 @@ struct recd_config {
 	int64_t workers;           /* 0 = one per online CPU */
 	char snapshot[PATH_MAX];   /* snapshot file to serve */
 	bool snapshot_watch;       /* reload when the file is replaced */
+	bool snapshot_hugepages;   /* map snapshots 2 MiB-aligned with MADV_HUGEPAGE */
 	char plugins_dir[PATH_MAX];
 	char lua_dir[PATH_MAX];    /* the policy API library (lua/); "" = installed copy */
 	int64_t plugin_budget_us;  /* per hook call */

@@ -105,7 +105,8 @@ static void reload_snapshot(struct recd_server *srv, struct ctl_reload_result *r
 		result_serving(srv, res);
 		return;
 	}
-	if (snap_open(path, &s, res->error, sizeof(res->error)))
+	struct snap_open_opts so = { .hugepages = srv->cfg.snapshot_hugepages };
+	if (snap_open_opts(path, &so, &s, res->error, sizeof(res->error)))
 		goto refused;
 	if (old && s->dim != old->dim) {
 		snprintf(res->error, sizeof(res->error),

@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -144,12 +146,12 @@ static void wake(struct refresh *r, bool force)
 		ck_pr_store_64(&r->p_wakeups, r->p_wakeups + 1);
 }
 
-static bool enqueue(struct refresh *r, uint64_t key, uint64_t op, uint32_t keep_free)
+static bool enqueue(struct refresh *r, uint64_t key, uint32_t op, uint32_t keep_free)
 {
 	uint32_t room = ck_ring_capacity(&r->ring) - 1 - ck_ring_size(&r->ring);
 	if (room <= keep_free)
 		return false;
-	struct refresh_msg m = { key, op };
+	struct refresh_msg m = { .user_key = key, .at_ns = now_ns(), .op = op };
 	if (!ck_ring_enqueue_spsc_refresh_msg(&r->ring, r->ring_buf, &m))
 		return false;
 	wake(r, false);
@@ -352,7 +354,7 @@ static void pidx_delete(struct refresh *r, uint64_t hole)
 	}
 }
 
-static void pending_add(struct refresh *r, uint64_t key, uint64_t now)
+static void pending_add(struct refresh *r, uint64_t key, uint64_t at)
 {
 	uint64_t p = pidx_find(r, key);
 	if (r->pidx_key[p]) {
@@ -364,8 +366,9 @@ static void pending_add(struct refresh *r, uint64_t key, uint64_t now)
 		return;
 	}
 	uint64_t pos = r->pend_tail++;
-	/* now is monotonic and the interval fixed: the FIFO is in due order. */
-	r->pend[pos & r->pend_mask] = (struct refresh_pend){ key, now + r->min_interval_ns };
+	/* Request times come in ring order from one monotonic clock and the
+	 * interval is fixed: the FIFO is in due order. */
+	r->pend[pos & r->pend_mask] = (struct refresh_pend){ key, at + r->min_interval_ns };
 	r->pidx_key[p] = key;
 	r->pidx_pos[p] = pos;
 	ST_ADD(r, pending, 1);
@@ -422,13 +425,13 @@ struct keep_ctx {
 static bool keep_item(void *ctx, uint32_t item)
 {
 	const struct keep_ctx *k = ctx;
-	if (!k->live_items && !k->lu->purchased)
+	if (!k->live_items && !(k->lu && k->lu->purchased))
 		return true;
 	struct str id = snap_item_id(k->s, item);
 	uint64_t key = XXH3_64bits(id.p, id.len);
 	if (k->live_items && live_item_blocked(live_item_get(k->lv, key)))
 		return false;
-	return !live_user_purchased(k->lu, key);
+	return !(k->lu && live_user_purchased(k->lu, key));
 }
 
 /* A small set of item indexes (the list so far), cleared by a stamp. */
@@ -468,7 +471,7 @@ static const float *make_query(struct refresh *r, const struct snap *s, const st
 {
 	int64_t u = user_find_key(s, key);
 	const float *uv = u >= 0 ? snap_user_vec(s, (uint32_t)u) : NULL;
-	const float *sv = lu->session_weight > 0 && lu->dim == s->dim ? lu->session : NULL;
+	const float *sv = lu && lu->session_weight > 0 && lu->dim == s->dim ? lu->session : NULL;
 	double nu = uv ? norm(uv, s->dim) : 0, ns = sv ? norm(sv, s->dim) : 0;
 	if (!nu)
 		uv = NULL;
@@ -496,7 +499,7 @@ static const float *make_query(struct refresh *r, const struct snap *s, const st
 static uint32_t add_neighbors(struct refresh *r, const struct snap *s, const struct live_user *lu,
 			      struct keep_ctx *kc, uint32_t n)
 {
-	if (!s->neighbors_k || !lu->n_recent)
+	if (!s->neighbors_k || !lu || !lu->n_recent)
 		return n;
 	uint32_t seeds[REFRESH_SEEDS], n_seeds = 0;
 	seen_clear(r);
@@ -543,9 +546,10 @@ static struct refresh_list *build(struct refresh *r, uint64_t key)
 	const struct snap *s = srv_snapshot(r->srv);
 	if (!s)
 		return NULL;
+	/* No live record: forgotten or evicted since an event's request, or a
+	 * worker's hint for a shopper the snapshot alone knows; either way the
+	 * list comes from the snapshot embedding only (NULL without one). */
 	const struct live_user *lu = live_user_get(r->live, key);
-	if (!lu)
-		return NULL;   /* forgotten or evicted since the request */
 	const float *q = make_query(r, s, lu, key);
 	if (!q)
 		return NULL;
@@ -559,9 +563,9 @@ static struct refresh_list *build(struct refresh *r, uint64_t key)
 	memset(l, 0, sizeof(*l));
 	l->user_key = key;
 	l->snap_generation = s->generation;
-	l->interactions = lu->n_interactions;
+	l->interactions = lu ? lu->n_interactions : 0;
 	l->n_search = n_search;
-	l->first_seen_ms = lu->first_seen_ms;
+	l->first_seen_ms = lu ? lu->first_seen_ms : 0;
 	l->computed_ms = now_wall_ms();
 	l->version = ++r->next_version;
 	l->n = n;
@@ -635,17 +639,48 @@ static void forget_one(struct refresh *r, uint64_t key)
 	maybe_gc(r);
 }
 
+void refresh_hint(struct refresh *r, uint32_t worker, uint64_t user_key)
+{
+	if (worker >= r->n_hints)
+		return;
+	struct refresh_hints *h = &r->hints[worker];
+	struct refresh_msg m = { .user_key = user_key, .at_ns = now_ns(), .op = OP_REQUEST };
+	if (ck_ring_enqueue_spsc_refresh_msg(&h->ring, h->buf, &m))
+		ck_pr_store_64(&h->sent, h->sent + 1);
+	else
+		ck_pr_store_64(&h->dropped, h->dropped + 1);
+}
+
+/* Take the workers' hints; a user already listed fresh is not recomputed
+ * (several workers may miss the same user before the list is out). */
+static void drain_hints(struct refresh *r)
+{
+	struct refresh_msg m;
+	for (uint32_t w = 0; w < r->n_hints; w++) {
+		struct refresh_hints *h = &r->hints[w];
+		for (uint32_t n = 0; n < REFRESH_HINT_RING && ck_ring_dequeue_spsc_refresh_msg(&h->ring, h->buf, &m); n++)
+			pending_add(r, m.user_key, m.at_ns);
+	}
+}
+
+static bool hints_waiting(struct refresh *r)
+{
+	for (uint32_t w = 0; w < r->n_hints; w++)
+		if (ck_ring_size(&r->hints[w].ring))
+			return true;
+	return false;
+}
+
 /* Take what the updater queued, in order. */
 static void drain(struct refresh *r)
 {
 	struct refresh_msg m;
-	uint64_t now = now_ns();
 	uint32_t cap = ck_ring_capacity(&r->ring);
 	for (uint32_t n = 0; n < cap && ck_ring_dequeue_spsc_refresh_msg(&r->ring, r->ring_buf, &m); n++) {
 		if (m.op == OP_FORGET)
 			forget_one(r, m.user_key);
 		else
-			pending_add(r, m.user_key, now);
+			pending_add(r, m.user_key, m.at_ns);
 	}
 }
 
@@ -665,10 +700,27 @@ static uint32_t run_due(struct refresh *r, uint64_t now)
 	return done;
 }
 
+/* Precomputing is a convenience the request path can do without: on a
+ * core shared with a worker the worker goes first (as the control thread
+ * does, ctl.c): no real-time policy, and a lower priority. */
+static void yield_to_workers(void)
+{
+	int pol = sched_getscheduler(0);
+	if (pol == SCHED_FIFO || pol == SCHED_RR) {
+		struct sched_param sp = { 0 };
+		if (sched_setscheduler(0, SCHED_OTHER, &sp))
+			log_warn("refresh_sched_failed", "err=\"%s\"", strerror(errno));
+	}
+	/* Linux: per thread (the tid); lowers only, so no privilege needed. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10))
+		log_debug("refresh_nice_failed", "err=\"%s\"", strerror(errno));
+}
+
 static void *refresh_main(void *arg)
 {
 	struct refresh *r = arg;
 	hs_rec = &r->rec;
+	yield_to_workers();
 	while (!ck_pr_load_int(&r->stop)) {
 		if (ck_pr_load_int(&r->flush) && ck_pr_fas_int(&r->flush, 0)) {
 			/* Everything queued before the failed forget first. */
@@ -676,12 +728,15 @@ static void *refresh_main(void *arg)
 			flush_all(r);
 		}
 		drain(r);
+		drain_hints(r);
 		uint64_t now = now_ns();
 		uint32_t done = run_due(r, now);
 		bool sweeping = sweep_step(r, now);
 		ck_epoch_poll(&r->rec);
-		if (done == REFRESH_BATCH || sweeping || ck_ring_size(&r->ring))
+		if (done == REFRESH_BATCH || sweeping || ck_ring_size(&r->ring) || hints_waiting(r))
 			continue;
+		/* Hints come without a wake-up (workers make no system call for
+		 * them): the idle sleep bounds how long one waits. */
 		/* Pending requests: nap until the first is due, without asking to
 		 * be woken (later requests are due later still); the nap is short
 		 * enough for the ring not to fill. Nothing pending: sleep until a
@@ -752,6 +807,11 @@ static void release(struct refresh *r)
 	r->n_lists = 0;
 	free(r->ring_buf);
 	r->ring_buf = NULL;
+	for (uint32_t w = 0; r->hints && w < r->n_hints; w++)
+		free(r->hints[w].buf);
+	free(r->hints);
+	r->hints = NULL;
+	r->n_hints = 0;
 	free(r->pend);
 	r->pend = NULL;
 	free(r->pidx_key);
@@ -821,6 +881,18 @@ int refresh_start(struct refresh *r, struct recd_server *srv, struct live *lv, c
 		goto fail;
 	ck_ring_init(&r->ring, o->ring_size);
 	r->reserve = o->ring_size / 16;
+	r->n_hints = srv->n_workers;
+	r->hints = r->n_hints ? aligned_alloc(CACHELINE, sizeof(*r->hints) * r->n_hints) : NULL;
+	if (r->n_hints && !r->hints)
+		goto fail;
+	if (r->hints)
+		memset(r->hints, 0, sizeof(*r->hints) * r->n_hints);
+	for (uint32_t w = 0; w < r->n_hints; w++) {
+		r->hints[w].buf = calloc(REFRESH_HINT_RING, sizeof(struct refresh_msg));
+		if (!r->hints[w].buf)
+			goto fail;
+		ck_ring_init(&r->hints[w].ring, REFRESH_HINT_RING);
+	}
 	r->pend = calloc(o->pending_max, sizeof(*r->pend));
 	r->pend_mask = o->pending_max - 1;
 	r->pidx_mask = 2ull * o->pending_max - 1;

@@ -20,10 +20,13 @@
  *  - coalescing and rate limit: the refresh thread keeps a pending table
  *    (user key -> due time, a FIFO in due order; writer-private). The
  *    first request for a user not pending makes the user due
- *    min_interval_ms later; more requests before then are `coalesced`
- *    into that one computation, which runs after all of them and reads
- *    the live state as it is then. A burst shorter than min_interval_ms
- *    costs one computation, a steady stream one per min_interval_ms.
+ *    min_interval_ms after that request (its time is taken when the
+ *    updater sends it); more requests before then are `coalesced` into
+ *    that one computation, which runs after all of them and reads the
+ *    live state as it is then. A burst shorter than min_interval_ms costs
+ *    one computation, a steady stream about one per min_interval_ms; a
+ *    list is ready about min_interval_ms + one computation after the
+ *    first event of a burst (until then the request path computes).
  *  - compute: inside an epoch section of the refresh thread's own record
  *    (registered on srv->epoch), on the snapshot current then and the
  *    user's live record (no live record, i.e. forgotten or evicted since:
@@ -81,7 +84,8 @@
 #define REFRESH_PENDING_MAX 65536u        /* default pending table size (power of two) */
 #define REFRESH_K_MAX 1000u
 #define REFRESH_SWEEP_MS 30000u           /* default: lists of users live state dropped */
-#define REFRESH_HIST_BUCKETS 16           /* compute time: bucket i < 2^i us; the last is the rest */
+#define REFRESH_HIST_BUCKETS 16           /* compute time: bucket 0 < 1 us, bucket i in
+                                             [2^(i-1), 2^i) us, the last also what is longer */
 
 /* One user's precomputed candidates; immutable once published. */
 struct refresh_list {
@@ -129,9 +133,11 @@ struct refresh_stats {
 	uint64_t compute_hist[REFRESH_HIST_BUCKETS];   /* not cumulative */
 };
 
-struct refresh_msg {
+struct refresh_msg {           /* private */
 	uint64_t user_key;
-	uint64_t op;               /* private: request or forget */
+	uint64_t at_ns;            /* now_ns() when the updater sent it */
+	uint32_t op;               /* request or forget */
+	uint32_t reserved;
 };
 
 CK_RING_PROTOTYPE(refresh_msg, refresh_msg)
@@ -146,12 +152,25 @@ struct refresh_ord {           /* writer-private: lists in publish order */
 	uint64_t version;
 };
 
+/* One request worker's misses: users it served without a list, for the
+ * refresh thread to compute (single producer: that worker). */
+struct refresh_hints {
+	ck_ring_t ring;
+	struct refresh_msg *buf;
+	uint64_t sent, dropped;    /* the worker's counters (ck_pr stores) */
+} cacheline_aligned;
+
+#define REFRESH_HINT_RING 1024u
+
 struct refresh {
 	/* ---- shared with readers: the lists ---- */
 	ck_hs_t lists;
+	/* ---- request workers: one hint ring each (n_hints) ---- */
+	struct refresh_hints *hints;
+	uint32_t n_hints;
 
 	/* ---- producer (the updater thread) ---- */
-	ck_ring_t ring cacheline_aligned;
+	ck_ring_t ring cacheline_aligned;   /* of struct refresh_msg */
 	struct refresh_msg *ring_buf;
 	uint32_t reserve;          /* ring slots requests leave to forgets */
 	uint64_t p_requested, p_dropped, p_forget_flushes, p_wakeups;   /* ck_pr stores */
@@ -220,17 +239,29 @@ void refresh_request(struct refresh *r, uint64_t user_key);
 /* Drop this user's list and pending request, in order with requests. */
 void refresh_forget(struct refresh *r, uint64_t user_key);
 
+/* ---- request workers ---- */
+/* Worker `worker` served `user_key` without a usable list: compute one
+ * for the user's next request (a shopper known only to the snapshot gets
+ * a list from their embedding alone). Never blocks, no system call: a
+ * full ring drops the hint (counted); the thread polls the rings. */
+void refresh_hint(struct refresh *r, uint32_t worker, uint64_t user_key);
+
 /* ---- readers (inside an epoch section on srv->epoch) ---- */
 /* The user's list, or NULL. Valid until the caller's section ends. */
 const struct refresh_list *refresh_get(const struct refresh *r, uint64_t user_key);
 /* Usable as is for a request on snapshot `s` by the user whose live
- * record is `lu` (NULL: none): same snapshot generation, the same live
- * record and no interaction since it was computed. */
+ * record is `lu` (NULL: none): same snapshot generation, and the same live
+ * record with no interaction since it was computed — or, for a list made
+ * from the snapshot embedding alone (first_seen_ms 0), still no live
+ * record. */
 static inline bool refresh_list_fresh(const struct refresh_list *l, const struct snap *s,
 				      const struct live_user *lu)
 {
-	return l && s && lu && l->snap_generation == s->generation && l->interactions == lu->n_interactions &&
-	       l->first_seen_ms == lu->first_seen_ms;
+	if (!l || !s || l->snap_generation != s->generation)
+		return false;
+	if (!lu)
+		return l->first_seen_ms == 0;
+	return l->interactions == lu->n_interactions && l->first_seen_ms == lu->first_seen_ms;
 }
 
 /* Counters (any thread). */

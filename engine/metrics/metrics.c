@@ -308,6 +308,32 @@ static void metrics_render_policies(struct buf *out, const struct metrics_gauges
 	metrics_scalar(out, "recd_policy_load_failures_total", "counter",
 		       "Policy sets refused at reload (the running set kept serving).", g->policy_load_failures);
 	metrics_scalar(out, "recd_trending_items", "gauge", "Items with live trending counts.", g->trending_items);
+	metrics_family(out, "recd_personal_candidates_total", "counter",
+		       "Requests with a personal source, by where its candidates came from: fresh = the precomputed "
+		       "list, stale/miss = searched on demand, no_vector = nothing to personalise with.");
+	const size_t n_cache = ARRAY_SIZE(((struct metrics_worker *)0)->cache);
+	for (size_t i = 1; g->cache_names && i < n_cache && g->cache_names[i]; i++) {
+		buf_puts_lit(out, "recd_personal_candidates_total{source=");
+		metrics_label(out, g->cache_names[i]);
+		buf_puts_lit(out, "} ");
+		buf_put_u64(out, SUM(cache[i]));
+		buf_putc(out, '\n');
+	}
+	metrics_scalar(out, "recd_refresh_lists", "gauge", "Precomputed per-user candidate lists held.",
+		       g->refresh_lists);
+	metrics_scalar(out, "recd_refresh_computed_total", "counter",
+		       "Per-user candidate lists computed in the background.", g->refresh_computed);
+	metrics_scalar(out, "recd_refresh_requested_total", "counter",
+		       "Background list computations asked for by events.", g->refresh_requested);
+	metrics_scalar(out, "recd_refresh_dropped_total", "counter",
+		       "Background computations not queued (queue full: the request path searches instead).",
+		       g->refresh_dropped + g->refresh_hints_dropped);
+	metrics_family(out, "recd_refresh_compute_seconds", "summary", "Time to compute one per-user list.");
+	buf_puts_lit(out, "recd_refresh_compute_seconds_sum ");
+	metrics_put_seconds(out, g->refresh_compute_ns_total / 1000);
+	buf_puts_lit(out, "\nrecd_refresh_compute_seconds_count ");
+	buf_put_u64(out, g->refresh_computed);
+	buf_putc(out, '\n');
 }
 
 void metrics_render(struct buf *out, const struct metrics_gauges *g)

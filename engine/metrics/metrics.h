@@ -59,6 +59,7 @@ struct metrics_worker {
 	uint64_t strategy[8];       /* by enum lua_source of the first item, for recd_recommendations_total */
 	uint64_t tier[4];           /* by enum lua_tier */
 	uint64_t policy_fallbacks;  /* lists ranked by C because a policy hook failed */
+	uint64_t cache[8];          /* by enum pipe_cache: where personal candidates came from */
 	uint64_t events_accepted[16]; /* by enum event_type */
 	uint64_t events_rejected;
 	uint64_t events_ring_full;  /* requests answered 503: queue full */
@@ -103,6 +104,10 @@ struct metrics_gauges {
 	uint64_t policy_swap_failures;       /* worker-side state builds that failed */
 	uint64_t policy_load_failures;       /* sets refused at reload */
 	uint64_t trending_items;
+	/* Precomputed per-user lists (live/refresh.h). */
+	const char *const *cache_names;      /* for worker.cache[i], NULL-terminated */
+	uint64_t refresh_lists, refresh_computed, refresh_requested, refresh_dropped, refresh_hints_dropped;
+	uint64_t refresh_compute_ns_total;
 	/* The event log (events/evlog.h); all 0 when it is off. */
 	uint64_t events_recovered;
 	uint64_t event_log_records, event_log_bytes, event_log_syncs, event_log_rotations;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <xxhash.h>
 #include "live/live.h"
+#include "live/refresh.h"
 #include "live/trend.h"
 #include "lua/lua_host.h"
 #include "pipe/pipe.h"
@@ -22,6 +23,8 @@
 #define PIPE_RETURNING_AFTER 10u   /* the C tiers, as plugins/route.lua */
 #define PIPE_FETCH_FACTOR 4u
 #define PIPE_FILL_WEIGHT 0.3f      /* popular items that only fill a short list */
+
+const char *const pipe_cache_names[] = { "none", "fresh", "stale", "miss", "no_vector", NULL };
 
 struct pipe_worker {
 	struct rec_scratch *rec;
@@ -46,6 +49,10 @@ struct pipe_worker {
 	struct live *lv;
 	bool live_items;               /* live state holds item updates */
 	const struct live_user *user;  /* NULL: anonymous or not personalised */
+	uint64_t user_key;             /* 0: anonymous or not personalised */
+	const struct refresh_list *list; /* the user's precomputed list when fresh */
+	uint8_t cache;                 /* enum pipe_cache of this request */
+	bool list_checked;
 };
 
 struct pipe_worker *pipe_worker_new(void)
@@ -174,6 +181,10 @@ const struct lua_req *pipe_resolve(struct pipe_worker *pw, const struct pipe_req
 	pw->s = s;
 	pw->lv = rq->live;
 	pw->user = NULL;
+	pw->user_key = 0;
+	pw->list = NULL;
+	pw->list_checked = false;
+	pw->cache = PIPE_CACHE_NONE;
 	pw->live_items = rq->live && ck_pr_load_64(&rq->live->stats.items) > 0;
 	set_clear(pw);
 
@@ -183,8 +194,9 @@ const struct lua_req *pipe_resolve(struct pipe_worker *pw, const struct pipe_req
 		int64_t u = snap_user_find(s, rq->user_id, rq->user_id_len);
 		if (u >= 0 && s->user_emb)
 			q->user = (uint32_t)u;
+		pw->user_key = XXH3_64bits(rq->user_id, rq->user_id_len);
 		if (rq->live)
-			pw->user = live_user_get(rq->live, XXH3_64bits(rq->user_id, rq->user_id_len));
+			pw->user = live_user_get(rq->live, pw->user_key);
 	}
 	const struct live_user *lu = pw->user;
 	if (lu) {
@@ -260,6 +272,10 @@ const struct lua_req *pipe_resolve_given(struct pipe_worker *pw, const struct pi
 	pw->s = s;
 	pw->lv = NULL;
 	pw->user = NULL;
+	pw->user_key = 0;
+	pw->list = NULL;
+	pw->list_checked = true;   /* offline: no precomputed lists */
+	pw->cache = PIPE_CACHE_NONE;
 	pw->live_items = false;
 	set_clear(pw);
 	if (q->context_item != LUA_NO_ITEM)
@@ -396,6 +412,44 @@ static uint32_t from_similar(struct pipe_worker *pw, uint32_t ref, uint32_t k, u
 	return n;
 }
 
+/* The shopper's precomputed list, if it is up to date (once per request).
+ * An out-of-date one is not used: it would miss the last click, and the
+ * updater has already asked for a new one. */
+static const struct refresh_list *personal_list(struct pipe_worker *pw, const struct pipe_request *rq)
+{
+	if (pw->list_checked)
+		return pw->list;
+	pw->list_checked = true;
+	if (!rq->refresh || !pw->user_key)
+		return NULL;
+	const struct refresh_list *l = refresh_get(rq->refresh, pw->user_key);
+	if (refresh_list_fresh(l, pw->s, pw->user)) {
+		pw->list = l;
+		pw->cache = PIPE_CACHE_FRESH;
+	} else {
+		pw->cache = l ? PIPE_CACHE_STALE : PIPE_CACHE_MISS;
+		/* A stale list is being recomputed (events asked for it); a
+		 * missing one may never be without this hint (no events). */
+		if (!l || l->snap_generation != pw->s->generation)
+			refresh_hint(rq->refresh, rq->worker, pw->user_key);
+	}
+	return pw->list;
+}
+
+/* items[from..to) of a precomputed list, filtered like any source. */
+static uint32_t from_refresh(struct pipe_worker *pw, const struct refresh_list *l, uint32_t from, uint32_t to,
+			     uint32_t k, struct rec_item *out)
+{
+	const struct snap *s = pw->s;
+	uint32_t n = 0;
+	for (uint32_t i = from; i < to && n < k; i++) {
+		uint32_t item = l->items[i].item;
+		if (item < s->n_items && list_item_ok(pw, item))
+			out[n++] = l->items[i];
+	}
+	return n;
+}
+
 static uint32_t from_trending(struct pipe_worker *pw, const struct trend *t, uint32_t k, struct rec_item *out)
 {
 	if (!t)
@@ -447,14 +501,30 @@ uint32_t pipe_gather(struct pipe_worker *pw, const struct pipe_request *rq, cons
 			got = from_trending(pw, rq->trend, k, tmp);
 			break;
 		case LUA_SRC_PERSONALIZED: {
+			/* The precomputed list (snapshot embedding and session
+			 * blended, off the request path), else a search now. */
+			const struct refresh_list *l = personal_list(pw, rq);
+			if (l) {
+				got = from_refresh(pw, l, 0, l->n_search, k, tmp);
+				break;
+			}
 			const float *vec = q->user != LUA_NO_ITEM ? snap_user_vec(s, q->user) : session_query(pw);
 			if (vec)
 				got = rec_topk_keep(s, vec, k, -1, rq->nprobe, pw->rec, keep_item, pw, tmp);
+			else if (pw->cache == PIPE_CACHE_NONE || pw->cache == PIPE_CACHE_MISS)
+				pw->cache = PIPE_CACHE_NO_VECTOR;
 			break;
 		}
 		case LUA_SRC_SESSION: {
-			const float *vec = session_query(pw);
 			ref = q->n_recent ? q->recent[0] : LUA_NO_ITEM;
+			/* With a list, the session is already in its search part;
+			 * its tail holds the neighbours of what they touched last. */
+			const struct refresh_list *l = personal_list(pw, rq);
+			if (l) {
+				got = from_refresh(pw, l, l->n_search, l->n, k, tmp);
+				break;
+			}
+			const float *vec = session_query(pw);
 			if (vec)
 				got = rec_topk_keep(s, vec, k, -1, rq->nprobe, pw->rec, keep_item, pw, tmp);
 			break;
@@ -612,4 +682,5 @@ void pipe_recommend(struct pipe_worker *pw, struct lua_host *h, const struct pip
 	res->items = c;
 	res->n = n;
 	res->strategy = n ? c[0].source : LUA_SRC_NONE;
+	res->cache = pw->cache;
 }

@@ -27,6 +27,7 @@
 
 struct live;
 struct trend;
+struct refresh;
 struct lua_host;
 struct pipe_worker;
 
@@ -35,6 +36,8 @@ struct pipe_request {
 	const struct snap *snap;
 	struct live *live;            /**< NULL: no live state */
 	const struct trend *trend;    /**< NULL: no trending lists */
+	struct refresh *refresh;      /**< NULL: no precomputed per-user lists */
+	uint32_t worker;              /**< the calling request worker (its refresh hint ring) */
 	const char *user_id;          /**< NULL: anonymous */
 	uint32_t user_id_len;
 	int64_t context_item;         /**< snapshot index of the page's item, or -1 */
@@ -47,6 +50,18 @@ struct pipe_request {
 	bool personalize;             /**< false: consent withdrawn — no user state is read */
 };
 
+/** Where the personal candidates came from (the per-user lists are
+ * recd's cache: this is its hit rate). */
+enum pipe_cache {
+	PIPE_CACHE_NONE = 0,          /**< the route asked for no personal source */
+	PIPE_CACHE_FRESH,             /**< the precomputed list, up to date */
+	PIPE_CACHE_STALE,             /**< a list older than the shopper's last event: searched again */
+	PIPE_CACHE_MISS,              /**< no list yet: searched on demand (and one is asked for) */
+	PIPE_CACHE_NO_VECTOR,         /**< nothing to personalise with: other sources only */
+	PIPE_CACHE__COUNT,
+};
+extern const char *const pipe_cache_names[];
+
 /** How the list came about. */
 struct pipe_result {
 	const struct lua_cand *items; /**< best first; valid until the next call */
@@ -57,6 +72,7 @@ struct pipe_result {
 	bool policy;                  /**< Lua ranked the list (else the C default did) */
 	int lua_rc;                   /**< 0, or the lua_host code that made a hook fall back */
 	uint8_t failed_hook;          /**< enum lua_hook of lua_rc */
+	uint8_t cache;                /**< enum pipe_cache */
 };
 
 struct pipe_worker *pipe_worker_new(void);

@@ -698,7 +698,48 @@ int snap_validate(const void *base, size_t size, struct snap *s, char *err, size
 	return 0;
 }
 
+#define SNAP_HUGE (2u << 20)
+
+/* Map the file shared and read-only. With huge pages asked for, at a
+ * 2 MiB-aligned address (reserve, then map over the aligned part) and
+ * MADV_HUGEPAGE, so the page cache's large folios can be mapped a PMD at
+ * a time: fewer TLB misses when a scan walks hundreds of MiB. */
+static void *map_file(int fd, size_t size, bool huge)
+{
+	if (!huge)
+		return mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	size_t span = size + SNAP_HUGE;
+	uint8_t *r = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r == MAP_FAILED)
+		return MAP_FAILED;
+	uint8_t *a = (uint8_t *)(((uintptr_t)r + SNAP_HUGE - 1) & ~(uintptr_t)(SNAP_HUGE - 1));
+	void *m = mmap(a, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+	if (m == MAP_FAILED) {
+		int e = errno;
+		munmap(r, span);
+		errno = e;
+		return MAP_FAILED;
+	}
+	/* Give back the reservation around the file mapping. */
+	if (a > r)
+		munmap(r, (size_t)(a - r));
+	long page = sysconf(_SC_PAGESIZE);
+	uint8_t *end = (uint8_t *)(((uintptr_t)(a + size) + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1));
+	if (end < r + span)
+		munmap(end, (size_t)((r + span) - end));
+#ifdef MADV_HUGEPAGE
+	madvise(a, size, MADV_HUGEPAGE);   /* advice: refused on kernels without THP, harmlessly */
+#endif
+	return a;
+}
+
 int snap_open(const char *path, struct snap **out, char *err, size_t errlen)
+{
+	return snap_open_opts(path, NULL, out, err, errlen);
+}
+
+int snap_open_opts(const char *path, const struct snap_open_opts *opts, struct snap **out, char *err,
+		   size_t errlen)
 {
 	struct snap *s = NULL;
 	void *base = MAP_FAILED;
@@ -737,7 +778,7 @@ int snap_open(const char *path, struct snap **out, char *err, size_t errlen)
 	}
 	/* An empty file cannot be mapped; let the validator word the refusal. */
 	if (size) {
-		base = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+		base = map_file(fd, size, opts && opts->hugepages);
 		if (base == MAP_FAILED) {
 			rc = -errno;
 			snprintf(err, errlen, "mmap %s: %s", path, strerror(-rc));

@@ -57,6 +57,11 @@ struct snap {
  * message naming the section and the problem into err
  * (e.g. "section ITEM_EMB: checksum mismatch"). */
 int snap_open(const char *path, struct snap **out, char *err, size_t errlen);
+struct snap_open_opts {
+	bool hugepages;   /* map 2 MiB-aligned with MADV_HUGEPAGE (docs/operations.md) */
+};
+int snap_open_opts(const char *path, const struct snap_open_opts *opts, struct snap **out, char *err,
+		   size_t errlen);
 /* Validate an image already in memory (no copy; `s` borrows `base`).
  * Used by snap_open and by the fuzzer. Same errors as snap_open. */
 int snap_validate(const void *base, size_t size, struct snap *s, char *err, size_t errlen);

@@ -15,6 +15,7 @@ import collections
 import json
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -158,6 +159,49 @@ class Freshness(Base):
         self.assertEqual(status, 202, raw)
         self.assertEqual(json.loads(raw), {"user_id": anon, "forgotten": True})
         self.assertNonPersonal(self.recs("user_id=%s" % anon))
+
+
+class Precomputed(Base):
+    """The per-user lists: a known shopper's first request searches on
+    demand and asks for a list; the next ones are served from it (the
+    same items); an event makes it stale until the background refresh
+    has folded the event in."""
+
+    def wait_for(self, query, want, timeout=5.0):
+        deadline = time.time() + timeout
+        while True:
+            body = self.recs(query)
+            if body.get("candidates") == want or time.time() > deadline:
+                return body
+            time.sleep(0.02)
+
+    def test_lists_are_computed_and_served(self):
+        uid = DATA.user_ids[17]
+        q = "user_id=%s&n=10" % uid
+        first = self.recs(q)
+        self.assertIn(first["candidates"], ("miss", "fresh"))
+        fresh = self.wait_for(q, "fresh")
+        self.assertEqual(fresh["candidates"], "fresh")
+        self.assertEqual([i["id"] for i in fresh["items"]], [i["id"] for i in first["items"]])
+        # an event: the list is out of date until the refresh catches up,
+        # and meanwhile the answer is searched on demand (never stale)
+        viewed = fresh["items"][0]["id"]
+        self.events([{"type": "view", "user_id": uid, "item_id": viewed}])
+        after = self.recs(q)
+        self.assertIn(after["candidates"], ("stale", "fresh"))
+        self.assertNotIn(viewed, [i["id"] for i in after["items"]])
+        again = self.wait_for(q, "fresh")
+        self.assertEqual(again["candidates"], "fresh")
+        self.assertNotIn(viewed, [i["id"] for i in again["items"]])
+        # a purchase is never served, list or not
+        bought = again["items"][0]["id"]
+        self.events([{"type": "purchase", "user_id": uid, "item_id": bought}])
+        self.assertNotIn(bought, [i["id"] for i in self.recs(q)["items"]])
+        self.assertNotIn(bought, [i["id"] for i in self.wait_for(q, "fresh")["items"]])
+        st, _, raw = self.c.request("GET", "/metrics")
+        text = raw.decode()
+        self.assertRegex(text, r'recd_personal_candidates_total\{source="fresh"\} [1-9]')
+        self.assertRegex(text, r'recd_refresh_computed_total [1-9]')
 
 
 class Validation(Base):

@@ -560,6 +560,10 @@ static void test_race(const struct snap *s)
 	ck_pr_store_int(&r.stop, 1);
 	for (int k = 0; k < 2; k++)
 		pthread_join(th[k], NULL);
+	/* However starved the thread was (it runs niced), it still works. */
+	CHECK(wait_idle(&rf_race));
+	feed(&rf_race, s, mk(EVENT_VIEW, "r-final", "it-1"));
+	CHECK(wait_fresh(&rf_race, &lv, s, K("r-final")));
 	struct refresh_stats st = stats(&rf_race);
 	fprintf(stderr,
 		"race: %d events, %llu requested, %llu computed, %llu dropped, %llu overflow, %llu coalesced, "
