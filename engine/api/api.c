@@ -306,6 +306,7 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 		.context_item = -1,
 		.n = (uint32_t)p->n,
 		.nprobe = (uint32_t)cfg->ann_nprobe,
+		.nprobe_miss = (uint32_t)cfg->ann_nprobe_miss,
 		.personalize = p->personalize,
 	};
 	if (p->item_len >= 0) {

@@ -76,6 +76,9 @@ const struct cfg_key cfg_table[] = {
 	INT(ann_nprobe, 1, 65536, 96, true,
 	    "ANN index lists probed first per query (more: better recall, slower); "
 	    "widened automatically when filters leave fewer than n items"),
+	INT(ann_nprobe_miss, 1, 65536, 32, true,
+	    "ANN lists probed by a personal search on the request path, which only runs while the shopper's "
+	    "precomputed list (searched with ann_nprobe) is missing or out of date"),
 	{ "event_ring_size", CFG_INT, OFF(event_ring_size), 64, 1048576, "4096", false,
 	  "events queued per worker for the updater (power of two); a full ring answers 503", CFG_F_POW2 },
 	INT(max_events_per_request, 1, 100000, 1000, false,

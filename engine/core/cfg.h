@@ -54,6 +54,7 @@ struct recd_config {
 	int64_t default_n;
 	int64_t max_n;
 	int64_t ann_nprobe;        /* ANN lists probed first per query */
+	int64_t ann_nprobe_miss;   /* the same for a personal search while a precomputed list is on its way */
 	int64_t event_ring_size;        /* per worker, power of two */
 	int64_t max_events_per_request;
 	int64_t live_max_users;

@@ -436,6 +436,14 @@ static const struct refresh_list *personal_list(struct pipe_worker *pw, const st
 	return pw->list;
 }
 
+/* A personal search on the request path happens when the shopper's list
+ * is missing or out of date, and a precise one is then on its way: it
+ * may trade recall for time (ann_nprobe_miss). */
+static inline uint32_t miss_nprobe(const struct pipe_request *rq)
+{
+	return rq->refresh && rq->nprobe_miss ? rq->nprobe_miss : rq->nprobe;
+}
+
 /* items[from..to) of a precomputed list, filtered like any source. */
 static uint32_t from_refresh(struct pipe_worker *pw, const struct refresh_list *l, uint32_t from, uint32_t to,
 			     uint32_t k, struct rec_item *out)
@@ -510,7 +518,7 @@ uint32_t pipe_gather(struct pipe_worker *pw, const struct pipe_request *rq, cons
 			}
 			const float *vec = q->user != LUA_NO_ITEM ? snap_user_vec(s, q->user) : session_query(pw);
 			if (vec)
-				got = rec_topk_keep(s, vec, k, -1, rq->nprobe, pw->rec, keep_item, pw, tmp);
+				got = rec_topk_keep(s, vec, k, -1, miss_nprobe(rq), pw->rec, keep_item, pw, tmp);
 			else if (pw->cache == PIPE_CACHE_NONE || pw->cache == PIPE_CACHE_MISS)
 				pw->cache = PIPE_CACHE_NO_VECTOR;
 			break;
@@ -526,7 +534,7 @@ uint32_t pipe_gather(struct pipe_worker *pw, const struct pipe_request *rq, cons
 			}
 			const float *vec = session_query(pw);
 			if (vec)
-				got = rec_topk_keep(s, vec, k, -1, rq->nprobe, pw->rec, keep_item, pw, tmp);
+				got = rec_topk_keep(s, vec, k, -1, miss_nprobe(rq), pw->rec, keep_item, pw, tmp);
 			break;
 		}
 		case LUA_SRC_SIMILAR:

@@ -47,6 +47,8 @@ struct pipe_request {
 	uint32_t n_cart;
 	uint32_t n;                   /**< items wanted */
 	uint32_t nprobe;              /**< ANN lists probed first (0 = default) */
+	uint32_t nprobe_miss;         /**< the same for a personal search on demand while the
+	                                   shopper's precomputed list is on its way (0 = nprobe) */
 	bool personalize;             /**< false: consent withdrawn — no user state is read */
 };
 

@@ -699,6 +699,7 @@ int snap_validate(const void *base, size_t size, struct snap *s, char *err, size
 }
 
 #define SNAP_HUGE (2u << 20)
+#define SNAP_MAP_SLICE ((size_t)16 << 20)   /* a multiple of SNAP_HUGE */
 
 /* Map the file shared and read-only. With huge pages asked for, at a
  * 2 MiB-aligned address (reserve, then map over the aligned part) and
@@ -806,8 +807,11 @@ void snap_close(struct snap *s)
 {
 	if (!s)
 		return;
+	/* Unmapped a slice at a time, for the same reason as the warm-up:
+	 * tearing down one large mapping holds the mmap lock throughout. */
 	if (s->mapped && s->base)
-		munmap((void *)s->base, s->size);
+		for (size_t off = 0; off < s->size; off += SNAP_MAP_SLICE)
+			munmap((void *)(s->base + off), MIN(SNAP_MAP_SLICE, s->size - off));
 	free(s);
 }
 
@@ -827,7 +831,13 @@ static void warm_section(const struct snap *s, uint32_t id)
 		 * per 4 KiB page costs more than scoring the rows on it); older
 		 * kernels only get the read-ahead. */
 #ifdef MADV_POPULATE_READ
-		if (madvise(p, len, MADV_POPULATE_READ) == 0)
+		/* In slices: the call holds the process's mmap lock, and a
+		 * worker that needs it (an allocator's mmap, a fault) must not
+		 * wait for the whole file. */
+		bool done = true;
+		for (size_t off = 0; off < len && done; off += SNAP_MAP_SLICE)
+			done = madvise((uint8_t *)p + off, MIN(SNAP_MAP_SLICE, len - off), MADV_POPULATE_READ) == 0;
+		if (done)
 			continue;
 #endif
 		madvise(p, len, MADV_WILLNEED);
