@@ -94,13 +94,74 @@ void buf_put_i64(struct buf *b, int64_t v)
 	}
 }
 
+/* The same text as printf("%.6g") for the values responses carry
+ * (scores, |v| in [1e-4, 1e6)), without printf: formatting ten scores
+ * per answer through it was a tenth of a request's CPU time. */
+static bool put_g6_fast(struct buf *b, double v)
+{
+	double a = fabs(v);
+	if (!(a >= 1e-4 && a < 1e6))
+		return v == 0 ? (buf_puts(b, signbit(v) ? "-0" : "0"), true) : false;
+	/* 6 significant digits: scale so the integer part has exactly 6. */
+	int e = (int)floor(log10(a));                 /* -4 .. 5 */
+	/* 10^(5-e) is exact (<= 10^9), and fma gives a * p - m with one
+	 * rounding, so the digit is rounded from the exact value like printf
+	 * does (ties to even), not from the rounded product. */
+	double p = pow(10.0, 5 - e);
+	double fl = floor(a * p);
+	double frac = fma(a, p, -fl);
+	if (frac < 0)
+		fl -= 1, frac += 1;
+	else if (frac >= 1)
+		fl += 1, frac -= 1;
+	uint64_t m = (uint64_t)fl;
+	if (frac > 0.5 || (frac == 0.5 && (m & 1)))
+		m++;
+	/* A carry into a seventh digit (9.999995 -> 10.0000) or a log10 off by
+	 * one at a power of ten: leave those rare cases to printf. */
+	if (m >= 1000000 || m < 100000)
+		return false;
+	char digits[8];
+	for (int i = 5; i >= 0; i--, m /= 10)
+		digits[i] = (char)('0' + m % 10);
+	int nd = 6;
+	char out[24];
+	int o = 0;
+	if (v < 0)
+		out[o++] = '-';
+	if (e >= 0) {
+		int ip = e + 1;                            /* integer digits */
+		while (nd > ip && digits[nd - 1] == '0')
+			nd--;
+		for (int i = 0; i < ip; i++)
+			out[o++] = digits[i];
+		if (nd > ip) {
+			out[o++] = '.';
+			for (int i = ip; i < nd; i++)
+				out[o++] = digits[i];
+		}
+	} else {
+		while (nd > 1 && digits[nd - 1] == '0')
+			nd--;
+		out[o++] = '0';
+		out[o++] = '.';
+		for (int i = 0; i < -e - 1; i++)
+			out[o++] = '0';
+		for (int i = 0; i < nd; i++)
+			out[o++] = digits[i];
+	}
+	buf_put(b, out, (size_t)o);
+	return true;
+}
+
 void buf_put_double(struct buf *b, double v)
 {
 	if (!isfinite(v)) {
 		buf_puts_lit(b, "null");
 		return;
 	}
-	buf_printf(b, "%.6g", v);
+	if (!put_g6_fast(b, v))
+		buf_printf(b, "%.6g", v);
 }
 
 void buf_put_json_str(struct buf *b, const char *s, size_t n)

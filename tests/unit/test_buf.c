@@ -1,6 +1,7 @@
 /* test_buf.c: the growable buffer: appends, growth, JSON escaping, printf,
  * consume and integer formatting at the edges. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,42 @@ static void test_ints(void)
 	buf_free(&b);
 }
 
+/* buf_put_double writes what printf("%.6g") writes, on its fast path and
+ * off it: edge cases, then a deterministic spread over many magnitudes. */
+static void test_double(void)
+{
+	static const double fixed[] = { 0, -0.0, 1, -1, 0.5, 0.1, 0.916667, 0.9166666666, 0.99999949, 0.9999995,
+					0.99999951, 9.9999995, 999999.4, 999999.5, 1e6, 123456.5, 0.0001, 0.00009999996,
+					0.000123456789, 1e-5, 3.14159265, 2.5e-7, 1e300, -7.25, 100, 10, 1e5, 99999.95 };
+	char want[64];
+	uint64_t x = 88172645463325252ull;
+	for (int i = 0; i < (int)(sizeof(fixed) / sizeof(fixed[0])) + 200000; i++) {
+		double v;
+		if (i < (int)(sizeof(fixed) / sizeof(fixed[0]))) {
+			v = fixed[i];
+		} else {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			v = (double)(x >> 11) / 9007199254740992.0 * pow(10.0, (double)((int)(x % 15) - 7));
+			if (x & 1)
+				v = -v;
+			if (i % 3 == 0)
+				v = (float)v;   /* scores are floats */
+		}
+		snprintf(want, sizeof(want), "%.6g", v);
+		struct buf b;
+		buf_init(&b, 0);
+		buf_put_double(&b, v);
+		buf_putc(&b, 0);
+		if (strcmp(b.data, want)) {
+			fprintf(stderr, "buf_put_double(%.17g) = %s, printf says %s\n", v, b.data, want);
+			failures++;
+			buf_free(&b);
+			return;
+		}
+		buf_free(&b);
+	}
+}
+
 int main(void)
 {
 	test_append_and_growth();
@@ -186,6 +223,7 @@ int main(void)
 	test_printf();
 	test_consume();
 	test_ints();
+	test_double();
 	if (failures)
 		fprintf(stderr, "%d check(s) failed\n", failures);
 	return failures ? 1 : 0;
