@@ -554,7 +554,10 @@ static struct refresh_list *build(struct refresh *r, uint64_t key)
 	if (!q)
 		return NULL;
 	struct keep_ctx kc = { s, r->live, lu, ck_pr_load_64(&r->live->stats.items) > 0 };
-	uint32_t n = rec_topk_keep(s, q, r->k, -1, r->nprobe, r->scratch, keep_item, &kc, r->out);
+	/* The configured nprobe as it is now (a settings reload may change it). */
+	int64_t np = ck_pr_load_64((uint64_t *)&r->srv->cfg.ann_nprobe);
+	uint32_t nprobe = r->nprobe ? r->nprobe : np > 0 ? (uint32_t)MIN(np, (int64_t)UINT32_MAX) : 0;
+	uint32_t n = rec_topk_keep(s, q, r->k, -1, nprobe, r->scratch, keep_item, &kc, r->out);
 	uint32_t n_search = n;
 	n = add_neighbors(r, s, lu, &kc, n);
 	struct refresh_list *l = malloc(sizeof(*l) + (size_t)n * sizeof(l->items[0]));
@@ -613,9 +616,15 @@ static bool sweep_step(struct refresh *r, uint64_t now)
 	uint64_t end = MIN(r->ord_tail, r->sweep_pos + SWEEP_CHUNK), victims[SWEEP_CHUNK];
 	uint32_t nv = 0;
 	ck_epoch_begin(&r->rec, NULL);
-	for (uint64_t i = r->sweep_pos; i < end; i++)
-		if (ord_current(r, &r->ord[i]) && !live_user_get(r->live, r->ord[i].key))
+	for (uint64_t i = r->sweep_pos; i < end; i++) {
+		if (!ord_current(r, &r->ord[i]) || live_user_get(r->live, r->ord[i].key))
+			continue;
+		/* A list made from the snapshot embedding alone never had a live
+		 * record: it stays fresh without one (max_lists bounds those). */
+		const struct refresh_list *l = refresh_get(r, r->ord[i].key);
+		if (l && l->first_seen_ms)
 			victims[nv++] = r->ord[i].key;
+	}
 	ck_epoch_end(&r->rec, NULL);
 	r->sweep_pos = end;
 	for (uint32_t i = 0; i < nv; i++)
@@ -850,9 +859,7 @@ int refresh_start(struct refresh *r, struct recd_server *srv, struct live *lv, c
 {
 	struct refresh_opts d;
 	if (!o) {
-		refresh_opts_default(&d);
-		int64_t np = srv->cfg.ann_nprobe;
-		d.nprobe = np > 0 ? (uint32_t)MIN(np, (int64_t)UINT32_MAX) : 0;
+		refresh_opts_default(&d);   /* nprobe 0: the configured ann_nprobe, read per list */
 		o = &d;
 	}
 	if (!o->k || o->k > REFRESH_K_MAX || !pow2_at_least(o->ring_size, 16) ||

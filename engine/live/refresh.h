@@ -107,7 +107,7 @@ struct refresh_opts {
 	uint32_t ring_size;        /* power of two >= 16 */
 	uint32_t pending_max;      /* power of two >= 16 */
 	uint64_t max_lists;        /* 0: the live state's max_users (or 1M when that is 0) */
-	uint32_t nprobe;           /* ANN lists probed first; 0: the index default */
+	uint32_t nprobe;           /* ANN lists probed first; 0: srv->cfg.ann_nprobe, read at each computation */
 	uint32_t sweep_ms;         /* a sweep starts at most this often; 0: REFRESH_SWEEP_MS */
 };
 

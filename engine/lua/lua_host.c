@@ -567,7 +567,11 @@ static int lh_rank(struct lua_host *h, const enum lua_hook *hooks, int n_hooks, 
 	bool any = false;
 	for (int i = 0; i < n_hooks; i++)
 		any |= h->ref[hooks[i]] != LUA_NOREF;
-	h->failed_hook = hooks[0];   /* what a refusal by the gate names */
+	/* What a refusal by the gate names: the first hook that would run. */
+	h->failed_hook = hooks[0];
+	for (int i = n_hooks - 1; i >= 0; i--)
+		if (h->ref[hooks[i]] != LUA_NOREF)
+			h->failed_hook = hooks[i];
 	int rc = lh_gate(h, any);
 	if (rc)
 		return rc == -ENOENT ? 0 : rc;

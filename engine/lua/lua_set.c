@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,61 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include "lua/lua_set.h"
+
+#define LUA_SET_PREFIX "recd-policies-"
+
+/* Remove a staged copy's directory tree: parent/sub/files. */
+static void remove_tree(int parent_fd, const char *name)
+{
+	int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (e->d_type == DT_DIR)
+			remove_tree(dirfd(d), e->d_name);
+		else
+			unlinkat(dirfd(d), e->d_name, 0);
+	}
+	if (d)
+		closedir(d);
+	else if (fd >= 0)
+		close(fd);
+	unlinkat(parent_fd, name, AT_REMOVEDIR);
+}
+
+void lua_set_sweep(const char *base)
+{
+	if (!base)
+		base = getenv("RUNTIME_DIRECTORY");
+	if (!base || !*base)
+		base = getenv("TMPDIR");
+	if (!base || !*base)
+		base = "/tmp";
+	char b[PATH_MAX];
+	snprintf(b, sizeof(b), "%s", base);
+	b[strcspn(b, ":")] = 0;
+	DIR *d = opendir(b);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		int pid;
+		if (strncmp(e->d_name, LUA_SET_PREFIX, strlen(LUA_SET_PREFIX)) ||
+		    sscanf(e->d_name + strlen(LUA_SET_PREFIX), "%d-", &pid) != 1 || pid <= 0)
+			continue;
+		/* Left by a process that is gone (killed before it could clean
+		 * up): ours only if the owner is us, i.e. the same user. */
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode) ||
+		    st.st_uid != getuid())
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		remove_tree(dirfd(d), e->d_name);
+	}
+	if (d)
+		closedir(d);
+}
 
 static bool is_plugin_file(const char *name)
 {
@@ -129,7 +185,8 @@ int lua_set_stage(const char *src, const char *base, struct lua_set *out, char *
 	char b[PATH_MAX];
 	snprintf(b, sizeof(b), "%s", base);
 	b[strcspn(b, ":")] = 0;
-	if (snprintf(out->dir, sizeof(out->dir), "%s/recd-policies-XXXXXX", b) >= (int)sizeof(out->dir)) {
+	if (snprintf(out->dir, sizeof(out->dir), "%s/" LUA_SET_PREFIX "%d-XXXXXX", b, (int)getpid()) >=
+	    (int)sizeof(out->dir)) {
 		out->dir[0] = 0;
 		snprintf(err, errlen, "%s: path too long", b);
 		return -ENAMETOOLONG;
@@ -137,6 +194,26 @@ int lua_set_stage(const char *src, const char *base, struct lua_set *out, char *
 	if (!mkdtemp(out->dir)) {
 		int rc = -errno;
 		snprintf(err, errlen, "staging the policies under %s: %s", b, strerror(-rc));
+		out->dir[0] = 0;
+		return rc;
+	}
+	/* The copy sits in a folder named like the source, so messages and
+	 * the set's default name read ".../plugins/rules.lua:3". */
+	char name[NAME_MAX + 1];
+	size_t end = strlen(src), beg;
+	while (end > 1 && src[end - 1] == '/')
+		end--;
+	for (beg = end; beg > 0 && src[beg - 1] != '/'; beg--)
+		;
+	snprintf(name, sizeof(name), "%.*s", (int)(end - beg), src + beg);
+	size_t dl = strlen(out->dir);
+	if (!name[0] || !strcmp(name, ".") || !strcmp(name, "..") ||
+	    snprintf(out->dir + dl, sizeof(out->dir) - dl, "/%s", name) >= (int)(sizeof(out->dir) - dl) ||
+	    mkdir(out->dir, 0700)) {
+		int rc = errno ? -errno : -EINVAL;
+		snprintf(err, errlen, "staging the policies in %s: %s", out->dir, strerror(-rc));
+		out->dir[dl] = 0;
+		rmdir(out->dir);
 		out->dir[0] = 0;
 		return rc;
 	}
@@ -210,6 +287,11 @@ void lua_set_remove(struct lua_set *s)
 			close(dfd);
 	}
 	rmdir(s->dir);
+	char *slash = strrchr(s->dir, '/');   /* the recd-policies-XXXXXX parent */
+	if (slash && slash != s->dir) {
+		*slash = 0;
+		rmdir(s->dir);
+	}
 	s->dir[0] = 0;
 	s->print = 0;
 }

@@ -33,6 +33,10 @@ int lua_set_stage(const char *src, const char *base, struct lua_set *out, char *
  * directory back so the author sees their own file:line. In place. */
 void lua_set_unstage_msg(const struct lua_set *s, const char *src, char *msg, size_t len);
 
+/* Delete the staged copies of processes that no longer run (a recd that
+ * was killed could not clean up) under `base` (NULL as for stage). */
+void lua_set_sweep(const char *base);
+
 /* Delete a staged copy (its files and directory); no-op on "". */
 void lua_set_remove(struct lua_set *s);
 

@@ -512,10 +512,14 @@ uint32_t pipe_gather(struct pipe_worker *pw, const struct pipe_request *rq, cons
 			/* The precomputed list (snapshot embedding and session
 			 * blended, off the request path), else a search now. */
 			const struct refresh_list *l = personal_list(pw, rq);
-			if (l) {
+			/* A list holds the best refresh k: a route asking for more
+			 * than that (n > k / 4) searches now. */
+			if (l && (k <= l->n_search || l->n_search < rq->refresh->k)) {
 				got = from_refresh(pw, l, 0, l->n_search, k, tmp);
 				break;
 			}
+			if (l)
+				pw->cache = PIPE_CACHE_MISS;
 			const float *vec = q->user != LUA_NO_ITEM ? snap_user_vec(s, q->user) : session_query(pw);
 			if (vec)
 				got = rec_topk_keep(s, vec, k, -1, miss_nprobe(rq), pw->rec, keep_item, pw, tmp);
