@@ -1,6 +1,25 @@
-/* common.c: clocks. clock_gettime is served by the vDSO: no syscall. */
+/* common.c: clocks (clock_gettime is served by the vDSO: no syscall) and
+ * the priority of background threads. */
+#include <errno.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include "core/common.h"
+
+int thread_background(void)
+{
+	int rc = 0, pol = sched_getscheduler(0);
+	if (pol == SCHED_FIFO || pol == SCHED_RR) {
+		struct sched_param sp = { 0 };
+		if (sched_setscheduler(0, SCHED_OTHER, &sp))
+			rc = -errno;
+	}
+	/* Linux: per thread (the tid); lowers only, so no privilege needed. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) && !rc)
+		rc = -errno;
+	return rc;
+}
 
 uint64_t now_ns(void)
 {

@@ -4,8 +4,6 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
-#include <sched.h>
-#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -442,21 +440,12 @@ static void *watchdog_main(void *arg)
 }
 
 /* Reloads compile Lua, fork the pre-flight and map snapshots: work that
- * must take the CPU only when the workers leave it idle. Under a
- * real-time policy (chrt, CPUSchedulingPolicy=fifo) the control thread
- * drops to SCHED_OTHER, and it runs at a lower priority either way, so on
- * a box where it shares a core with a worker the worker goes first. */
+ * must take the CPU only when the workers leave it idle. */
 static void yield_to_workers(void)
 {
-	int pol = sched_getscheduler(0);
-	if (pol == SCHED_FIFO || pol == SCHED_RR) {
-		struct sched_param sp = { 0 };
-		if (sched_setscheduler(0, SCHED_OTHER, &sp))
-			log_warn("control_sched_failed", "err=\"%s\"", strerror(errno));
-	}
-	/* Linux: per thread (the tid); lowers only, so no privilege needed. */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10))
-		log_debug("control_nice_failed", "err=\"%s\"", strerror(errno));
+	int r = thread_background();
+	if (r)
+		log_debug("control_priority_kept", "err=\"%s\"", strerror(-r));
 }
 
 void ctl_run(struct recd_server *srv)

@@ -4,11 +4,9 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -710,19 +708,12 @@ static uint32_t run_due(struct refresh *r, uint64_t now)
 }
 
 /* Precomputing is a convenience the request path can do without: on a
- * core shared with a worker the worker goes first (as the control thread
- * does, ctl.c): no real-time policy, and a lower priority. */
+ * core shared with a worker the worker goes first. */
 static void yield_to_workers(void)
 {
-	int pol = sched_getscheduler(0);
-	if (pol == SCHED_FIFO || pol == SCHED_RR) {
-		struct sched_param sp = { 0 };
-		if (sched_setscheduler(0, SCHED_OTHER, &sp))
-			log_warn("refresh_sched_failed", "err=\"%s\"", strerror(errno));
-	}
-	/* Linux: per thread (the tid); lowers only, so no privilege needed. */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10))
-		log_debug("refresh_nice_failed", "err=\"%s\"", strerror(errno));
+	int r = thread_background();
+	if (r)
+		log_debug("refresh_priority_kept", "err=\"%s\"", strerror(-r));
 }
 
 static void *refresh_main(void *arg)

@@ -13,6 +13,20 @@
 
 #define LUA_SET_PREFIX "recd-policies-"
 
+/* Where staged copies go: `base`, else $RUNTIME_DIRECTORY (its first
+ * entry: systemd may list several), $TMPDIR or /tmp. */
+static void staging_base(const char *base, char *out, size_t len)
+{
+	if (!base)
+		base = getenv("RUNTIME_DIRECTORY");
+	if (!base || !*base)
+		base = getenv("TMPDIR");
+	if (!base || !*base)
+		base = "/tmp";
+	snprintf(out, len, "%s", base);
+	out[strcspn(out, ":")] = 0;
+}
+
 /* Remove a staged copy's directory tree: parent/sub/files. */
 static void remove_tree(int parent_fd, const char *name)
 {
@@ -36,15 +50,8 @@ static void remove_tree(int parent_fd, const char *name)
 
 void lua_set_sweep(const char *base)
 {
-	if (!base)
-		base = getenv("RUNTIME_DIRECTORY");
-	if (!base || !*base)
-		base = getenv("TMPDIR");
-	if (!base || !*base)
-		base = "/tmp";
 	char b[PATH_MAX];
-	snprintf(b, sizeof(b), "%s", base);
-	b[strcspn(b, ":")] = 0;
+	staging_base(base, b, sizeof(b));
 	DIR *d = opendir(b);
 	struct dirent *e;
 	while (d && (e = readdir(d))) {
@@ -175,16 +182,8 @@ int lua_set_stage(const char *src, const char *base, struct lua_set *out, char *
 {
 	out->dir[0] = 0;
 	out->print = 0;
-	if (!base)
-		base = getenv("RUNTIME_DIRECTORY");
-	if (!base || !*base)
-		base = getenv("TMPDIR");
-	if (!base || !*base)
-		base = "/tmp";
-	/* RUNTIME_DIRECTORY may list several directories: take the first. */
 	char b[PATH_MAX];
-	snprintf(b, sizeof(b), "%s", base);
-	b[strcspn(b, ":")] = 0;
+	staging_base(base, b, sizeof(b));
 	if (snprintf(out->dir, sizeof(out->dir), "%s/" LUA_SET_PREFIX "%d-XXXXXX", b, (int)getpid()) >=
 	    (int)sizeof(out->dir)) {
 		out->dir[0] = 0;
