@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/srv.h"
 #include "ctl/ctl.h"
+#include "events/kafka.h"
 #include "gen/gen.h"
 #include "live/updater.h"
 #include "lua/lua_host.h"
@@ -164,6 +165,7 @@ int main(int argc, char **argv)
 		struct lua_host_limits lim;
 		api_lua_limits(&srv.cfg, &lim);
 		struct lua_set set;
+		lua_set_sweep(NULL);
 		int pr = lua_set_stage(srv.cfg.plugins_dir, NULL, &set, err, sizeof(err));
 		if (!pr) {
 			pr = lua_host_compile_check(set.dir, srv.cfg.lua_dir, &lim, s, err, sizeof(err));
@@ -185,12 +187,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	/* One event ring per worker and one for the admin worker. */
+	/* One event ring per worker, one for the admin worker (index
+	 * n_workers) and, with Kafka, one for its consumer (n_workers + 1). */
 	static struct updater upd;
+	bool kafka_on = srv.cfg.kafka_brokers[0] != '\0';
+	uint32_t kafka_ring = srv.n_workers + 1;
 	/* Replays the event log into live state before any listener opens:
 	 * READY below means recovered. */
-	int ur = upd_start(&upd, &srv, srv.n_workers + 1, (uint32_t)srv.cfg.event_ring_size, s->dim,
-			   (uint64_t)srv.cfg.live_max_users, (uint64_t)srv.cfg.live_user_ttl_s * 1000);
+	int ur = upd_start(&upd, &srv, srv.n_workers + 1 + (kafka_on ? 1 : 0), (uint32_t)srv.cfg.event_ring_size,
+			   s->dim, (uint64_t)srv.cfg.live_max_users, (uint64_t)srv.cfg.live_user_ttl_s * 1000);
 	if (ur) {
 		log_error("startup_failed", "err=\"updater: %s\"", strerror(-ur));
 		return 1;
@@ -206,6 +211,16 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR1);
 	sigaddset(&sigs, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	/* After the mask: librdkafka's threads inherit it. Consuming may
+	 * start before the listeners: the updater already runs. */
+	if (kafka_on) {
+		int kr = kafka_start(&srv.kafka, &srv, &upd, kafka_ring, err, sizeof(err));
+		if (kr) {
+			log_error("startup_failed", "err=\"%s\"", err);
+			return 1;
+		}
+	}
 
 	struct net_server *ns;
 	if (net_start(&srv, &ns, err, sizeof(err))) {
@@ -226,6 +241,10 @@ int main(int argc, char **argv)
 	ck_pr_store_int(&srv.stopping, 1);
 	net_begin_drain(ns);
 	net_join(ns);
+	/* Its last events applied and their offsets committed, while the
+	 * updater still runs. */
+	kafka_stop(srv.kafka);
+	srv.kafka = NULL;
 	upd_stop(&upd);
 	/* ck_epoch keeps every registered record on its list for good: the
 	 * last barrier must run while the workers' records are still alive,

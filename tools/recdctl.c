@@ -4,7 +4,10 @@
  * per connection, with plain blocking calls under a deadline: a CLI waits
  * for one answer, so an event loop would buy nothing. Answers are JSON,
  * read with the engine's parser. Exit codes (also in --help):
- *   0 ok, 1 the daemon answered an error, 2 usage, 3 cannot connect.
+ *   0 ok, 1 the daemon answered an error (or rejected events), 2 usage,
+ *   3 cannot connect.
+ * This file: the transport, status, reload, metrics, snapshot inspect and
+ * main; recdctl_cmds.c: explain, user, item, events send.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,28 +22,12 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include "core/common.h"
 #include "json/json.h"
 #include "recd_build.h"
-
-enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2, EXIT_CONNECT = 3 };
+#include "recdctl.h"
 
 #define MAX_RESPONSE (64u << 20)  /* a /metrics page is far smaller */
-
-struct ctl {
-	const char *admin;     /* host:port, [v6]:port or unix:/path */
-	const char *token;
-	bool json;
-	int timeout_ms;
-	uint64_t deadline_ms;  /* CLOCK_MONOTONIC */
-};
-
-struct response {
-	int status;
-	char *data;            /* the whole response, NUL-terminated */
-	size_t len;
-	const char *body;      /* into data */
-	size_t body_len;
-};
 
 static void usage(FILE *out)
 {
@@ -54,6 +41,15 @@ static void usage(FILE *out)
 		"  metrics                     print the Prometheus metrics\n"
 		"  snapshot inspect FILE       print a snapshot's header and sections\n"
 		"                              (runs recd-snapshot inspect)\n"
+		"  explain USER [--placement P] [--item ID] [--n N] [--device D] [--region R]\n"
+		"                              run one request on the admin worker and show\n"
+		"                              each stage: route, sources, rules, rerank, final\n"
+		"                              list (USER '-' = anonymous)\n"
+		"  user ID                     what live state holds for a shopper\n"
+		"  item ID                     an item: snapshot columns, live state, trending,\n"
+		"                              neighbours\n"
+		"  events send FILE            POST the events in FILE (NDJSON or a JSON array;\n"
+		"                              '-' = stdin) to the admin listener, in batches\n"
 		"\n"
 		"Options:\n"
 		"  --admin ADDR        admin listener: host:port, [v6]:port or unix:/path\n"
@@ -65,14 +61,15 @@ static void usage(FILE *out)
 		"  -h, --help          this text     --version  recdctl's version\n"
 		"\n"
 		"Exit status:\n"
-		"  0  ok (reload: reloaded or unchanged)\n"
-		"  1  the daemon answered an error (refused reload, 401, 404, ...)\n"
+		"  0  ok (reload: reloaded or unchanged; events send: every event accepted)\n"
+		"  1  the daemon answered an error (refused reload, 401, 404, ...), or\n"
+		"     events send: at least one event rejected\n"
 		"  2  usage error\n"
 		"  3  cannot connect to the admin listener, or no complete answer\n"
 		"  snapshot inspect exits with recd-snapshot's status (127: not found).\n");
 }
 
-static uint64_t mono_ms(void)
+uint64_t mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -285,10 +282,15 @@ static int read_response(const struct ctl *c, int fd, struct response *rsp)
 	return 0;
 }
 
-/* One request, one connection. Returns 0 or an exit code (message printed). */
-static int ctl_request(const struct ctl *c, const char *method, const char *target, struct response *rsp)
+int ctl_request(const struct ctl *c, const char *method, const char *target, struct response *rsp)
 {
-	char err[512], req[1024];
+	return ctl_request_body(c, method, target, NULL, NULL, 0, rsp);
+}
+
+int ctl_request_body(const struct ctl *c, const char *method, const char *target, const char *ctype,
+		     const char *body, size_t body_len, struct response *rsp)
+{
+	char err[512], req[2048];
 	int fd = ctl_connect(c, err, sizeof(err));
 	if (fd < 0) {
 		fprintf(stderr, "recdctl: %s\n", err);
@@ -296,15 +298,18 @@ static int ctl_request(const struct ctl *c, const char *method, const char *targ
 	}
 	int n = snprintf(req, sizeof(req),
 			 "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: recdctl/%s\r\nAccept: */*\r\n"
-			 "%s%s%sContent-Length: 0\r\nConnection: close\r\n\r\n",
+			 "%s%s%s%s%s%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
 			 method, target, strncmp(c->admin, "unix:", 5) ? c->admin : "localhost", RECD_VERSION,
-			 c->token ? "Authorization: Bearer " : "", c->token ? c->token : "", c->token ? "\r\n" : "");
+			 c->token ? "Authorization: Bearer " : "", c->token ? c->token : "", c->token ? "\r\n" : "",
+			 ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "", body_len);
 	if (n < 0 || (size_t)n >= sizeof(req)) {
 		close(fd);
-		fprintf(stderr, "recdctl: request too long (token or address)\n");
+		fprintf(stderr, "recdctl: request too long (token, address or id)\n");
 		return EXIT_USAGE;
 	}
 	int r = send_all(c, fd, req, (size_t)n);
+	if (!r && body_len)
+		r = send_all(c, fd, body, body_len);
 	if (!r)
 		r = read_response(c, fd, rsp);
 	close(fd);
@@ -316,14 +321,7 @@ static int ctl_request(const struct ctl *c, const char *method, const char *targ
 	return 0;
 }
 
-/* Tokens for one JSON document; grows until it fits. */
-struct doc {
-	const char *s;
-	struct json_tok *t;
-};
-
-/* On failure d->t is NULL, so free(d->t) is always right. */
-static int doc_parse(struct doc *d, const char *s, size_t len)
+int doc_parse(struct doc *d, const char *s, size_t len)
 {
 	uint32_t cap = 256;
 	d->s = s;
@@ -343,15 +341,14 @@ static int doc_parse(struct doc *d, const char *s, size_t len)
 	}
 }
 
-/* Value index of key in object `obj`, or -1 (also when obj is not an object). */
-static int doc_get(const struct doc *d, int obj, const char *key)
+int doc_get(const struct doc *d, int obj, const char *key)
 {
 	if (obj < 0 || d->t[obj].type != JSON_OBJECT)
 		return -1;
 	return json_obj_get(d->s, d->t, obj, key);
 }
 
-static const char *doc_str(const struct doc *d, int obj, const char *key, char *out, size_t outlen)
+const char *doc_str(const struct doc *d, int obj, const char *key, char *out, size_t outlen)
 {
 	int v = doc_get(d, obj, key);
 	if (v < 0 || d->t[v].type != JSON_STRING || json_str_decode(d->s, &d->t[v], out, outlen) < 0)
@@ -359,7 +356,7 @@ static const char *doc_str(const struct doc *d, int obj, const char *key, char *
 	return out;
 }
 
-static int64_t doc_i64(const struct doc *d, int obj, const char *key)
+int64_t doc_i64(const struct doc *d, int obj, const char *key)
 {
 	int64_t x = -1;
 	int v = doc_get(d, obj, key);
@@ -368,15 +365,14 @@ static int64_t doc_i64(const struct doc *d, int obj, const char *key)
 	return x;
 }
 
-static void print_body(const struct response *rsp)
+void print_body(const struct response *rsp)
 {
 	fwrite(rsp->body, 1, rsp->body_len, stdout);
 	if (rsp->body_len && rsp->body[rsp->body_len - 1] != '\n')
 		putchar('\n');
 }
 
-/* A non-2xx answer: "recdctl: HTTP 401: unauthorized: detail". Returns 1. */
-static int report_http_error(const struct response *rsp)
+int report_http_error(const struct response *rsp)
 {
 	struct doc d;
 	char e[128], det[512];
@@ -390,7 +386,7 @@ static int report_http_error(const struct response *rsp)
 	return EXIT_ERROR;
 }
 
-static void fmt_time_ms(int64_t ms, char *out, size_t len)
+void fmt_time_ms(int64_t ms, char *out, size_t len)
 {
 	if (ms <= 0) {
 		snprintf(out, len, "?");
@@ -468,8 +464,7 @@ static int cmd_status(const struct ctl *c)
 	return EXIT_OK;
 }
 
-/* A JSON array of strings at token a as "x, y" ("-" when empty). */
-static const char *doc_list(const struct doc *d, int a, char *out, size_t len)
+const char *doc_list(const struct doc *d, int a, char *out, size_t len)
 {
 	size_t o = 0;
 	out[0] = 0;
@@ -605,11 +600,17 @@ int main(int argc, char **argv)
 		{ "token", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "timeout-ms", required_argument, NULL, 'T' },
+		{ "placement", required_argument, NULL, 'p' },
+		{ "item", required_argument, NULL, 'i' },
+		{ "n", required_argument, NULL, 'n' },
+		{ "device", required_argument, NULL, 'D' },
+		{ "region", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	int o;
+	bool explain_opts = false;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'a':
@@ -629,6 +630,24 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			c.timeout_ms = (int)v;
+			break;
+		}
+		case 'p':
+		case 'i':
+		case 'D':
+		case 'R':
+			*(o == 'p' ? &c.placement : o == 'i' ? &c.item : o == 'D' ? &c.device : &c.region) = optarg;
+			explain_opts = true;
+			break;
+		case 'n': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v <= 0 || v > 10000) {
+				fprintf(stderr, "recdctl: --n wants 1..10000, not '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			c.n = v;
+			explain_opts = true;
 			break;
 		}
 		case 'h':
@@ -658,6 +677,10 @@ int main(int argc, char **argv)
 	if (c.timeout_ms < 0)
 		c.timeout_ms = is_reload ? 60000 : 5000;
 	c.deadline_ms = mono_ms() + (uint64_t)c.timeout_ms;
+	if (explain_opts && strcmp(cmd, "explain")) {
+		fprintf(stderr, "recdctl: --placement, --item, --n, --device and --region belong to explain\n");
+		return EXIT_USAGE;
+	}
 
 	if (strcmp(cmd, "status") == 0 && nargs == 0)
 		return cmd_status(&c);
@@ -674,6 +697,14 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "snapshot") == 0 && nargs == 2 && strcmp(args[0], "inspect") == 0)
 		return cmd_snapshot_inspect(args[1]);
+	if (strcmp(cmd, "explain") == 0 && nargs == 1)
+		return cmd_explain(&c, args[0]);
+	if (strcmp(cmd, "user") == 0 && nargs == 1)
+		return cmd_user(&c, args[0]);
+	if (strcmp(cmd, "item") == 0 && nargs == 1)
+		return cmd_item(&c, args[0]);
+	if (strcmp(cmd, "events") == 0 && nargs == 2 && strcmp(args[0], "send") == 0)
+		return cmd_events_send(&c, args[1]);
 	fprintf(stderr, "recdctl: unknown command or wrong arguments: '%s' (see recdctl --help)\n", cmd);
 	return EXIT_USAGE;
 }

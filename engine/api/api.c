@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "api/api.h"
+#include "api/api_explain.h"
 #include "core/log.h"
 #include "ctl/ctl.h"
+#include "events/kafka.h"
 #include "live/trend.h"
 #include "live/updater.h"
 #include "lua/lua_host.h"
@@ -77,6 +79,8 @@ int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, 
 			w->lua = NULL;
 		}
 	}
+	if (admin)   /* its own state, for /admin/explain */
+		api_explain_worker_init(w);
 	return 0;
 fail:
 	api_worker_free(w);
@@ -109,7 +113,11 @@ void api_lua_limits(const struct recd_config *cfg, struct lua_host_limits *lim)
 
 void api_worker_turn(struct api_worker *w)
 {
-	if (w->admin || w->id >= API_MAX_WORKERS)
+	if (w->admin) {
+		api_explain_worker_turn(w);
+		return;
+	}
+	if (w->id >= API_MAX_WORKERS)
 		return;
 	/* The fast path: a state the control thread built for us. */
 	struct lua_host *n = ck_pr_load_ptr(&api_lua_next[w->id]);
@@ -141,6 +149,7 @@ int api_policies_stage(struct recd_server *srv, const char *dir, uint64_t genera
 {
 	struct lua_host_limits lim;
 	api_lua_limits(&srv->cfg, &lim);
+	api_explain_policies_staged(dir, generation, &lim);   /* the admin worker builds its own */
 	int rc = 0;
 	for (uint32_t i = 0; i < srv->n_workers && i < API_MAX_WORKERS; i++) {
 		struct lua_host *h;
@@ -724,6 +733,19 @@ static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
 			g->event_log_rotations = ck_pr_load_64((uint64_t *)&ls->rotations);
 		}
 	}
+	if (srv->kafka) {
+		struct kafka_stats ks;
+		kafka_stats_read(srv->kafka, &ks);
+		g->kafka = true;
+		g->kafka_lag = ks.lag;
+		g->kafka_partitions = ks.partitions;
+		g->kafka_messages = ks.messages;
+		g->kafka_events = ks.events;
+		g->kafka_events_rejected = ks.rejected;
+		g->kafka_duplicates = ks.duplicates;
+		g->kafka_commits = ks.commits;
+		g->kafka_errors = ks.errors;
+	}
 	api_fill_policy_gauges(srv, g);
 	if (s) {
 		g->snapshot_generation = s->generation;
@@ -786,26 +808,6 @@ static int api_admin_status(struct api_worker *w, bool close, struct buf *out)
 	return 200;
 }
 
-/* Count the events of a body without validating them, so a request can be
- * refused whole (503) before any of it is queued. -1: not JSON at all. */
-static int64_t events_count(const char *s, size_t len, bool ndjson, const struct json_tok *root)
-{
-	if (!ndjson)
-		return root->type == JSON_ARRAY ? (int64_t)root->count : 1;
-	int64_t n = 0;
-	for (size_t i = 0; i < len;) {
-		const char *nl = memchr(s + i, '\n', len - i);
-		size_t end = nl ? (size_t)(nl - s) : len;
-		for (size_t j = i; j < end; j++)
-			if (s[j] != ' ' && s[j] != '\t' && s[j] != '\r') {
-				n++;
-				break;
-			}
-		i = end + 1;
-	}
-	return n;
-}
-
 static void event_reject(struct buf *rej, uint32_t *n_rej, uint32_t index, const char *error)
 {
 	if ((*n_rej)++)
@@ -827,21 +829,20 @@ static int api_events(struct api_worker *w, const struct http_request *req, bool
 	if (!ndjson && (req->content_type.len < 16 || strncasecmp(req->content_type.p, "application/json", 16)))
 		return api_fail(out, close, 415, "unsupported_media_type",
 				"POST /v1/events takes application/json or application/x-ndjson");
-	const char *s = req->body.p;
-	size_t len = req->body.len;
+	/* Split as the Kafka consumer splits a message (events/event.h). The
+	 * events are counted first, so a request can be refused whole (503)
+	 * before any of it is queued. */
+	struct event_batch eb;
 	struct json_err jerr;
-	int ntok = 0;
-	if (!ndjson) {
-		ntok = json_parse(s, len, w->toks, w->n_toks, &jerr);
-		if (ntok == -ENOSPC)
-			return api_fail(out, close, 413, "too_large",
-					"the body has more JSON values than %lld events may hold (max_events_per_request)",
-					(long long)w->srv->cfg.max_events_per_request);
-		if (ntok < 0)
-			return api_fail(out, close, 400, "bad_json", "invalid JSON at byte %u: %s", jerr.offset,
-					jerr.msg ? jerr.msg : "syntax error");
-	}
-	int64_t n = events_count(s, len, ndjson, &w->toks[0]);
+	int br = event_batch_init(&eb, req->body.p, req->body.len, ndjson, w->toks, w->n_toks, &jerr);
+	if (br == -ENOSPC)
+		return api_fail(out, close, 413, "too_large",
+				"the body has more JSON values than %lld events may hold (max_events_per_request)",
+				(long long)w->srv->cfg.max_events_per_request);
+	if (br < 0)
+		return api_fail(out, close, 400, "bad_json", "invalid JSON at byte %u: %s", jerr.offset,
+				jerr.msg ? jerr.msg : "syntax error");
+	int64_t n = eb.n;
 	if (n > w->srv->cfg.max_events_per_request)
 		return api_fail(out, close, 413, "too_large", "%lld events; at most %lld in one request",
 				(long long)n, (long long)w->srv->cfg.max_events_per_request);
@@ -858,44 +859,15 @@ static int api_events(struct api_worker *w, const struct http_request *req, bool
 	 * the head of the answer, then moved into place. */
 	struct buf *b = &w->body;
 	buf_reset(b);
-	uint32_t accepted = 0, n_rej = 0, index = 0, n_json = 0;
+	uint32_t accepted = 0, n_rej = 0, index = 0;
 	char err[160];
 	uint64_t now = now_wall_ms();
-	const char *line = s;
-	int root = 0, elem = 1;
-	for (int64_t i = 0; i < n; i++, index++) {
-		int obj;
-		const char *src = s;
-		if (ndjson) {
-			/* next non-blank line */
-			for (;;) {
-				const char *nl = memchr(line, '\n', (size_t)(s + len - line));
-				size_t ll = nl ? (size_t)(nl - line) : (size_t)(s + len - line);
-				const char *cur = line;
-				line = nl ? nl + 1 : s + len;
-				bool blank = true;
-				for (size_t j = 0; j < ll; j++)
-					if (cur[j] != ' ' && cur[j] != '\t' && cur[j] != '\r')
-						blank = false;
-				if (blank)
-					continue;
-				src = cur;
-				ntok = json_parse(cur, ll, w->toks, w->n_toks, &jerr);
-				break;
-			}
-			if (ntok < 0) {
-				snprintf(err, sizeof(err), "invalid JSON at byte %u of the line: %s", jerr.offset,
-					 jerr.msg ? jerr.msg : "syntax error");
-				event_reject(b, &n_rej, index, err);
-				continue;
-			}
-			n_json++;
-			obj = 0;
-		} else if (w->toks[root].type == JSON_ARRAY) {
-			obj = elem;
-			elem = (int)w->toks[elem].next;
-		} else {
-			obj = root;
+	const char *src;
+	int obj, got;
+	for (; (got = event_batch_next(&eb, &src, &obj, err, sizeof(err))) >= 0; index++) {
+		if (!got) {
+			event_reject(b, &n_rej, index, err);
+			continue;
 		}
 		struct event *ev = upd_reserve(u, w->id);
 		if (!ev || event_from_json(src, w->toks, obj, now, ev, err, sizeof(err))) {
@@ -906,7 +878,7 @@ static int api_events(struct api_worker *w, const struct http_request *req, bool
 		metrics_inc(&w->metrics->events_accepted[ev->type]);
 		accepted++;
 	}
-	if (ndjson && n_json == 0)
+	if (ndjson && eb.n_json == 0)
 		return api_fail(out, close, 400, "bad_json", "no line of the body is JSON");
 	if (n_rej)
 		metrics_add(&w->metrics->events_rejected, n_rej);
@@ -1183,6 +1155,19 @@ int api_handle(struct api_worker *w, const struct http_request *req, bool closin
 		}
 		if (path.len > 13 && !memcmp(path.p, "/admin/users/", 13))
 			return api_admin_user(w, req, close, out, ep);
+		if (STR_EQ(path, "/admin/explain")) {
+			*ep = MEP_ADMIN;
+			return get ? api_admin_explain(w, req, close, out) : method_not_allowed(out, close, "GET");
+		}
+		if (path.len > 13 && !memcmp(path.p, "/admin/items/", 13)) {
+			*ep = MEP_ADMIN;
+			return get ? api_admin_item(w, req, close, out) : method_not_allowed(out, close, "GET");
+		}
+		if (STR_EQ(path, "/v1/events")) {   /* recdctl events send: the admin worker's own ring */
+			*ep = MEP_EVENTS;
+			return req->method == HTTP_M_POST ? api_events(w, req, close, out)
+							  : method_not_allowed(out, close, "POST");
+		}
 		if (path.len > 10 && !memcmp(path.p, "/v1/users/", 10)) {
 			*ep = MEP_ADMIN;
 			return req->method == HTTP_M_DELETE ? api_forget_user(w, req, close, out)

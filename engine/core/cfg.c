@@ -54,6 +54,17 @@ const struct cfg_key cfg_table[] = {
 	  "at most one per durability_batch_ms) or always (after an fsync of its batch)", 0, "none|batch|always" },
 	INT(durability_batch_ms, 1, 1000, 5, false,
 	    "durability = batch: at most one fsync of the event log per this many ms"),
+	STR(kafka_brokers, "",
+	    "Kafka bootstrap servers (host:port[,host:port...]) to consume events from; \"\" = no Kafka"),
+	STR(kafka_topics, "", "Kafka topics to consume, comma-separated (needed with kafka_brokers)"),
+	STR(kafka_group, "recd", "Kafka consumer group id (one per replica that must see every partition)"),
+	{ "kafka_start", CFG_CHOICE, OFF(kafka_start), 0, 0, "latest", false,
+	  "where a consumer group without a committed offset starts: earliest or latest", 0, "earliest|latest" },
+	INT(kafka_batch, 1, 100000, 500, false, "Kafka messages taken per poll round"),
+	INT(kafka_commit_ms, 10, 600000, 100, false,
+	    "offsets of applied (and durable) Kafka messages are committed at most this often (ms)"),
+	STR(kafka_options, "",
+	    "more librdkafka consumer properties, \"key=value;key=value\" (TLS, SASL, timeouts)"),
 	INT(max_connections, 1, 1000000, 10000, true,
 	    "open client connections for the whole process; beyond it new ones get 503"),
 	INT(max_request_line, 256, 65536, 8192, false,
@@ -89,6 +100,9 @@ const struct cfg_key cfg_table[] = {
 	    "forget live state of users idle this long (seconds)"),
 	{ "log_level", CFG_LEVEL, OFF(log_level), 0, 0, "info", true,
 	  "error, warn, info or debug", 0 },
+	{ "access_log_sample", CFG_FRACTION, OFF(access_log_sample), 0, 0, "0", true,
+	  "share of main-listener requests logged as msg=access lines (0..1, e.g. 0.001; 0 = off); "
+	  "a sampled request costs one write(2) to stderr on its worker", 0 },
 	{ "debug_endpoints", CFG_BOOL, OFF(debug_endpoints), 0, 0, "false", false,
 	  "test-only admin endpoints (/admin/debug/*); never in production", 0 },
 	{ "demo", CFG_BOOL, OFF(demo), 0, 0, "false", false,
@@ -103,6 +117,7 @@ const size_t cfg_table_len = ARRAY_SIZE(cfg_table);
 static const char *const cfg_type_names[] = {
 	[CFG_INT] = "int", [CFG_BOOL] = "bool", [CFG_STRING] = "string",
 	[CFG_ADDR] = "addr", [CFG_LEVEL] = "level", [CFG_CHOICE] = "choice",
+	[CFG_FRACTION] = "fraction",
 };
 
 static int cfg_err(char *err, size_t errlen, const char *fmt, ...)
@@ -166,6 +181,22 @@ static int cfg_parse_int(const struct cfg_key *k, const char *v, int64_t *out, c
 	if ((k->flags & CFG_F_POW2) && (n & (n - 1)))
 		return cfg_err(err, errlen, "%s: %lld is not a power of two", k->name, n);
 	*out = n;
+	return 0;
+}
+
+/* A share 0..1 as a decimal ("0.001", "1e-3", "1"), into parts per million. */
+static int cfg_parse_fraction(const struct cfg_key *k, const char *v, int64_t *out, char *err, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (end == v || *end || isspace((unsigned char)*v) || errno == ERANGE || !(d == d))
+		return cfg_err(err, errlen, "%s: not a number between 0 and 1 '%s'", k->name, v);
+	if (d < 0 || d > 1)
+		return cfg_err(err, errlen, "%s: %s is not between 0 and 1", k->name, v);
+	if (d > 0 && d < 0.5e-6)
+		return cfg_err(err, errlen, "%s: %s is below one in a million (0.000001); 0 turns it off", k->name, v);
+	*out = (int64_t)(d * 1e6 + 0.5);
 	return 0;
 }
 
@@ -244,6 +275,14 @@ int cfg_set(struct recd_config *cfg, const char *key, const char *value, char *e
 		if (rc)
 			return rc;
 		memcpy(field, &n, sizeof(n));
+		return 0;
+	}
+	case CFG_FRACTION: {
+		int64_t ppm = 0;
+		int rc = cfg_parse_fraction(k, value, &ppm, err, errlen);
+		if (rc)
+			return rc;
+		memcpy(field, &ppm, sizeof(ppm));
 		return 0;
 	}
 	case CFG_BOOL: {
@@ -392,6 +431,75 @@ static bool cfg_port_is_zero(const char *a)
 	return strncmp(a, "unix:", 5) && c && !strcmp(c + 1, "0");
 }
 
+/* Kafka topic names: what Kafka allows ([A-Za-z0-9._-]), at most 127
+ * bytes (a topic name goes into the event log's source marks). */
+static int cfg_kafka_topics_ok(const char *topics, char *err, size_t errlen)
+{
+	size_t n = 0;
+	for (const char *p = topics;;) {
+		while (*p == ' ')
+			p++;
+		size_t len = strcspn(p, ", ");
+		const char *end = p + len;
+		while (*end == ' ')
+			end++;
+		if (!len)
+			return cfg_err(err, errlen, "kafka_topics: empty topic name in '%s'", topics);
+		if (len > 127)
+			return cfg_err(err, errlen, "kafka_topics: topic '%.*s...' is longer than 127 bytes", 32, p);
+		for (size_t i = 0; i < len; i++)
+			if (!isalnum((unsigned char)p[i]) && p[i] != '.' && p[i] != '_' && p[i] != '-')
+				return cfg_err(err, errlen,
+					       "kafka_topics: '%.*s' is not a topic name (letters, digits, '.', '_', '-')",
+					       (int)len, p);
+		n++;
+		if (!*end)
+			break;
+		if (*end != ',')
+			return cfg_err(err, errlen, "kafka_topics: expected a comma after '%.*s'", (int)len, p);
+		p = end + 1;
+	}
+	return n ? 0 : cfg_err(err, errlen, "kafka_topics: no topic");
+}
+
+/* kafka_options: key=value items separated by ';'. The keys recd sets
+ * itself (and relies on for its delivery guarantees) are refused. */
+static int cfg_kafka_options_ok(const char *opts, char *err, size_t errlen)
+{
+	static const char *const owned[] = {
+		"bootstrap.servers", "metadata.broker.list", "group.id", "enable.auto.commit",
+		"enable.auto.offset.store", "auto.offset.reset", "enable.partition.eof", "isolation.level",
+	};
+	for (const char *p = opts; *p;) {
+		size_t len = strcspn(p, ";");
+		const char *eq = memchr(p, '=', len);
+		size_t kl = eq ? (size_t)(eq - p) : 0;
+		while (kl && p[kl - 1] == ' ')
+			kl--;
+		const char *k = p;
+		while (kl && *k == ' ')
+			k++, kl--;
+		bool empty = true;
+		for (size_t i = 0; i < len; i++)
+			if (p[i] != ' ')
+				empty = false;
+		if (!empty) {
+			if (!eq || !kl)
+				return cfg_err(err, errlen, "kafka_options: expected key=value, got '%.*s'", (int)len, p);
+			for (size_t i = 0; i < ARRAY_SIZE(owned); i++)
+				if (strlen(owned[i]) == kl && !memcmp(owned[i], k, kl))
+					return cfg_err(err, errlen,
+						       "kafka_options: %s is set by recd (kafka_brokers, kafka_group, "
+						       "kafka_start and the delivery guarantees depend on it)",
+						       owned[i]);
+		}
+		p += len;
+		if (*p == ';')
+			p++;
+	}
+	return 0;
+}
+
 int cfg_validate(const struct recd_config *cfg, char *err, size_t errlen)
 {
 	if (!cfg->listen[0])
@@ -409,6 +517,17 @@ int cfg_validate(const struct recd_config *cfg, char *err, size_t errlen)
 		if (!strcmp(cfg->listen, cfg->admin_listen) && !cfg_port_is_zero(cfg->listen))
 			return cfg_err(err, errlen, "listen and admin_listen are the same (%s)",
 				       cfg->listen);
+	}
+	if (cfg->kafka_brokers[0]) {
+		if (!cfg->kafka_topics[0])
+			return cfg_err(err, errlen, "kafka_topics: must name at least one topic when kafka_brokers is set");
+		int r = cfg_kafka_topics_ok(cfg->kafka_topics, err, errlen);
+		if (r)
+			return r;
+		if (!cfg->kafka_group[0])
+			return cfg_err(err, errlen, "kafka_group: must be set when kafka_brokers is set");
+		if ((r = cfg_kafka_options_ok(cfg->kafka_options, err, errlen)))
+			return r;
 	}
 	return 0;
 }
@@ -521,6 +640,8 @@ void cfg_print_help(FILE *out, const char *argv0)
 				k->flags & CFG_F_POW2 ? ", power of two" : "");
 		if (k->type == CFG_CHOICE)
 			fprintf(out, " [%s]", k->choices);
+		if (k->type == CFG_FRACTION)
+			fprintf(out, " [0..1]");
 		fprintf(out, "%s\n      %s\n", k->reloadable ? " (reloadable)" : "", k->help);
 	}
 }
@@ -530,6 +651,7 @@ bool cfg_key_equal(const struct recd_config *a, const struct recd_config *b, con
 	const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
 	switch (k->type) {
 	case CFG_INT:
+	case CFG_FRACTION:
 		return !memcmp(fa, fb, sizeof(int64_t));
 	case CFG_BOOL:
 		return *(const bool *)fa == *(const bool *)fb;
@@ -543,7 +665,8 @@ void cfg_key_copy(struct recd_config *dst, const struct recd_config *src, const 
 	char *fd = (char *)dst + k->offset;
 	const char *fs = (const char *)src + k->offset;
 	switch (k->type) {
-	case CFG_INT: {
+	case CFG_INT:
+	case CFG_FRACTION: {
 		/* Workers read these fields while the control thread writes:
 		 * one atomic 8-byte store, never a torn value. */
 		int64_t v;
@@ -557,6 +680,39 @@ void cfg_key_copy(struct recd_config *dst, const struct recd_config *src, const 
 	default:
 		memcpy(fd, fs, k->size);   /* strings: read by the control thread only */
 	}
+}
+
+/* kafka_options as a JSON string, with the values of keys that may hold
+ * secrets (sasl.password, ssl.key.password, ...client.secret) masked. */
+static void cfg_put_masked_options(struct buf *out, const char *opts)
+{
+	static const char *const secret[] = { "password", "secret", "key", "jaas", "token", "credential" };
+	char tmp[sizeof(((struct recd_config *)0)->kafka_options) + 64];
+	size_t n = 0;
+	for (const char *p = opts; *p && n + 8 < sizeof(tmp);) {
+		size_t len = strcspn(p, ";");
+		const char *eq = memchr(p, '=', len);
+		size_t kl = eq ? (size_t)(eq - p) : len;
+		bool mask = false;
+		for (size_t i = 0; eq && i < ARRAY_SIZE(secret); i++)
+			if (memmem(p, kl, secret[i], strlen(secret[i])))
+				mask = true;
+		size_t keep = mask ? kl + 1 : len;
+		if (n + keep + 5 >= sizeof(tmp))
+			break;
+		memcpy(tmp + n, p, keep);
+		n += keep;
+		if (mask) {
+			memcpy(tmp + n, "***", 3);
+			n += 3;
+		}
+		p += len;
+		if (*p == ';') {
+			tmp[n++] = ';';
+			p++;
+		}
+	}
+	buf_put_json_str(out, tmp, n);
 }
 
 void cfg_dump_json(const struct recd_config *cfg, struct buf *out)
@@ -576,6 +732,12 @@ void cfg_dump_json(const struct recd_config *cfg, struct buf *out)
 			buf_put_i64(out, n);
 			break;
 		}
+		case CFG_FRACTION: {
+			int64_t ppm;
+			memcpy(&ppm, field, sizeof(ppm));
+			buf_put_double(out, (double)ppm / 1e6);
+			break;
+		}
 		case CFG_BOOL:
 			if (*(const bool *)field)
 				buf_puts_lit(out, "true");
@@ -587,6 +749,8 @@ void cfg_dump_json(const struct recd_config *cfg, struct buf *out)
 			 * never echo the secret itself. */
 			if (k->offset == offsetof(struct recd_config, admin_token) && *field)
 				buf_puts_lit(out, "\"***\"");
+			else if (k->offset == offsetof(struct recd_config, kafka_options))
+				cfg_put_masked_options(out, field);
 			else
 				buf_put_json_str(out, field, strnlen(field, k->size));
 		}

@@ -21,6 +21,7 @@ enum cfg_type {
 	CFG_ADDR,    /* host:port, [v6]:port or unix:/path; port 0 = ephemeral */
 	CFG_LEVEL,   /* log level name */
 	CFG_CHOICE,  /* one of the row's `choices` ("a|b|c"), kept as text */
+	CFG_FRACTION, /* a decimal 0..1 ("0.01", "1e-3"), kept as int64 parts per million */
 };
 
 struct recd_config {
@@ -42,6 +43,14 @@ struct recd_config {
 	char event_log_dir[PATH_MAX]; /* "" = state_dir/events */
 	char durability[8];        /* none | batch | always (events/evlog.h) */
 	int64_t durability_batch_ms;  /* batch: at most one fdatasync per this */
+	/* The Kafka event source (events/kafka.h); off while kafka_brokers is "". */
+	char kafka_brokers[512];   /* bootstrap servers: host:port[,host:port...] */
+	char kafka_topics[1024];   /* topics to consume, comma-separated */
+	char kafka_group[256];     /* consumer group id */
+	char kafka_start[16];      /* earliest | latest: where a group without a committed offset starts */
+	int64_t kafka_batch;       /* messages taken per poll round */
+	int64_t kafka_commit_ms;   /* applied offsets are committed at most this often */
+	char kafka_options[2048];  /* more librdkafka properties: "key=value;key=value" */
 	int64_t max_connections;   /* whole process; refused with 503 beyond */
 	int64_t max_request_line;
 	int64_t max_headers;
@@ -60,6 +69,7 @@ struct recd_config {
 	int64_t live_max_users;
 	int64_t live_user_ttl_s;
 	char log_level[16];
+	int64_t access_log_sample; /* share of main-listener requests in the access log, per million */
 	bool debug_endpoints;      /* test-only admin endpoints */
 	bool demo;                 /* generate and serve the embedded demo data */
 	int64_t demo_items;

@@ -5,6 +5,12 @@
  * the sd-daemon `<N>` priority so journald keeps the level. The level is
  * checked before any formatting happens; nothing on the request path logs
  * by default.
+ *
+ * Repeats are rate-limited per thread: a thread that logs the same `msg`
+ * (the same string literal) more than LOG_REPEAT_MAX times within
+ * LOG_REPEAT_WINDOW_MS drops the extra lines, and its next line with that
+ * msg after the window carries `repeated=N` (the lines dropped). A small
+ * per-thread table of recent msg pointers does it: no lock, no atomics.
  */
 #ifndef RECD_LOG_H
 #define RECD_LOG_H
@@ -27,10 +33,24 @@ void log_set_level(int level);
 /* Decide the `<N>` prefix from the environment (JOURNAL_STREAM). */
 void log_init(void);
 
-/* `msg` is a bare word (no spaces); `kv_fmt` formats `key=value ...` pairs
- * (values with spaces must be quoted by the caller; log_quote helps). */
+/* `msg` is a bare word (no spaces) and a string literal (it is the key of
+ * the repeat limit, compared by pointer); `kv_fmt` formats `key=value ...`
+ * pairs (values with spaces must be quoted by the caller; log_quote
+ * helps). Rate-limited as described above. */
 void log_emit(int level, const char *msg, const char *kv_fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same without the repeat limit, for lines that are already sampled
+ * (the access log). */
+void log_emit_always(int level, const char *msg, const char *kv_fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define LOG_REPEAT_MAX 10           /* lines of one msg per thread and window */
+#define LOG_REPEAT_WINDOW_MS 1000
+#define LOG_REPEAT_SLOTS 16         /* msgs tracked per thread (least recently seen replaced) */
+
+/* Write the lines to `fd` instead of stderr (tests); returns the previous
+ * descriptor. */
+int log_set_fd(int fd);
 /* Format `s` as one logfmt value into dst: as is when it is a bare word,
  * else double-quoted with `"`, `\\` and control characters escaped.
  * Truncates to len; returns dst (for use as a "%s" argument). */

@@ -46,6 +46,7 @@ struct srv_file_id {
 };
 
 struct updater;
+struct kafka;
 
 struct recd_server {
 	struct recd_config cfg;
@@ -67,6 +68,7 @@ struct recd_server {
 	int stopping;                   /* ck_pr: set once on SIGTERM */
 	ck_epoch_t epoch;               /* readers: workers; reclaimer: control */
 	struct updater *updater;        /* the event path and live state */
+	struct kafka *kafka;            /* the Kafka event source (NULL: off) */
 	struct srv_file_id snapshot_file;
 	struct srv_thread_slot *slots;  /* n_threads, allocated by net_start */
 	uint32_t n_threads;             /* workers + admin worker */

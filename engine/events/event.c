@@ -8,7 +8,7 @@
 
 const char *const event_type_names[] = {
 	NULL, "view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "impression",
-	"item_update", "forget_user", NULL,
+	"item_update", "forget_user", "source_mark", NULL,
 };
 
 uint64_t event_key(const char *id, size_t len)
@@ -221,4 +221,103 @@ int event_from_json(const char *s, const struct json_tok *toks, int obj, uint64_
 	if (ev->flags & EVENT_HAS_ITEM)
 		ev->item_key = event_key(ev->item_id, ev->item_len);
 	return 0;
+}
+
+int event_source_mark(struct event *ev, const char *stream, size_t len, uint32_t part, int64_t offset,
+		      uint64_t now_ms)
+{
+	if (!len || len >= sizeof(ev->item_id))
+		return -EINVAL;
+	memset(ev, 0, offsetof(struct event, user_id));
+	ev->user_id[0] = ev->request_id[0] = ev->placement[0] = 0;
+	ev->type = EVENT_SOURCE_MARK;
+	ev->ts_ms = now_ms;
+	memcpy(ev->item_id, stream, len);
+	ev->item_id[len] = 0;
+	ev->item_len = (uint8_t)len;
+	ev->item_key = event_key(stream, len);
+	ev->stock = offset;
+	ev->source_part = part;
+	return 0;
+}
+
+/* ------------------------------------------------ bodies of several events */
+
+static bool blank(const char *p, size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		if (p[j] != ' ' && p[j] != '\t' && p[j] != '\r')
+			return false;
+	return true;
+}
+
+int event_batch_init(struct event_batch *b, const char *s, size_t len, bool ndjson, struct json_tok *toks,
+		     uint32_t n_toks, struct json_err *jerr)
+{
+	memset(b, 0, sizeof(*b));
+	b->s = s;
+	b->len = len;
+	b->ndjson = ndjson;
+	b->toks = toks;
+	b->n_toks = n_toks;
+	b->line = s;
+	b->elem = 1;
+	if (!ndjson) {
+		*jerr = (struct json_err){ 0, NULL };
+		int ntok = json_parse(s, len, toks, n_toks, jerr);
+		if (ntok == -ENOSPC)
+			return -ENOSPC;
+		if (ntok < 0)
+			return -EINVAL;
+		b->n = toks[0].type == JSON_ARRAY ? (int64_t)toks[0].count : 1;
+		return 0;
+	}
+	/* Counted without parsing, so a caller can refuse a whole body
+	 * (no room for it) before any of it is taken. */
+	for (size_t i = 0; i < len;) {
+		const char *nl = memchr(s + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - s) : len;
+		if (!blank(s + i, end - i))
+			b->n++;
+		i = end + 1;
+	}
+	return 0;
+}
+
+int event_batch_next(struct event_batch *b, const char **src, int *obj, char *err, size_t errlen)
+{
+	if (b->i >= b->n)
+		return -1;
+	b->i++;
+	if (!b->ndjson) {
+		*src = b->s;
+		if (b->toks[0].type == JSON_ARRAY) {
+			*obj = b->elem;
+			b->elem = (int)b->toks[b->elem].next;
+		} else {
+			*obj = 0;
+		}
+		return 1;
+	}
+	const char *end = b->s + b->len;
+	for (;;) {   /* the next non-blank line: b->n counted them, one is left */
+		const char *nl = memchr(b->line, '\n', (size_t)(end - b->line));
+		size_t ll = nl ? (size_t)(nl - b->line) : (size_t)(end - b->line);
+		const char *cur = b->line;
+		if (cur >= end)
+			return -1;
+		b->line = nl ? nl + 1 : end;
+		if (blank(cur, ll))
+			continue;
+		struct json_err jerr = { 0, NULL };
+		if (json_parse(cur, ll, b->toks, b->n_toks, &jerr) < 0) {
+			snprintf(err, errlen, "invalid JSON at byte %u of the line: %s", jerr.offset,
+				 jerr.msg ? jerr.msg : "syntax error");
+			return 0;
+		}
+		b->n_json++;
+		*src = cur;
+		*obj = 0;
+		return 1;
+	}
 }

@@ -1,5 +1,5 @@
 /* event.h: the event schema shared by the HTTP endpoint, the event log
- * and (later) the Kafka consumer, and its strict JSON validation.
+ * and the Kafka consumer (events/kafka.h), and its strict JSON validation.
  *
  * An event is a fixed-size struct so it can live by value in the
  * per-worker rings and the log: ids are copied inline (at most
@@ -23,6 +23,9 @@ enum event_type {
 	EVENT_IMPRESSION,
 	EVENT_ITEM_UPDATE,
 	EVENT_FORGET_USER,       /* internal: DELETE /v1/users/{id}; not accepted as input */
+	EVENT_SOURCE_MARK,       /* internal: where the next EVENT_FROM_SOURCE events come from
+	                            (a Kafka message, events/kafka.h); logged and replayed,
+	                            changes no live state; not accepted as input */
 	EVENT__TYPE_COUNT,
 };
 
@@ -34,6 +37,8 @@ enum event_flag {
 	EVENT_NO_PERSONALIZE = 1u << 4,   /* "personalize": false */
 	EVENT_HAS_USER = 1u << 5,
 	EVENT_HAS_ITEM = 1u << 6,
+	EVENT_FROM_SOURCE = 1u << 7,      /* from an external source (Kafka): in the log it
+	                                     follows the EVENT_SOURCE_MARK of its message */
 };
 
 struct event {
@@ -49,7 +54,7 @@ struct event {
 	float price;
 	float boost;
 	float value;             /* rating */
-	uint32_t reserved;
+	uint32_t source_part;    /* EVENT_SOURCE_MARK: the partition; 0 otherwise */
 	char user_id[EVENT_ID_MAX];
 	char item_id[EVENT_ID_MAX];
 	char request_id[64];
@@ -69,5 +74,41 @@ int event_from_json(const char *s, const struct json_tok *toks, int obj, uint64_
 
 /* Stable 64-bit key of an external id (the snapshot index uses the same). */
 uint64_t event_key(const char *id, size_t len);
+
+/* An EVENT_SOURCE_MARK: the events of `stream` (a Kafka topic, 1..127
+ * bytes) partition `part` at `offset` follow. The stream goes in item_id
+ * (item_key its event_key, no EVENT_HAS_ITEM), the offset in stock, the
+ * partition in source_part. -EINVAL when the stream name does not fit. */
+int event_source_mark(struct event *ev, const char *stream, size_t len, uint32_t part, int64_t offset,
+		      uint64_t now_ms);
+
+/* ---- bodies of several events ----
+ * One JSON object, a JSON array of objects, or NDJSON (one object per
+ * non-blank line): what POST /v1/events takes and what one Kafka message
+ * may hold. The caller owns the token array (reused between bodies). */
+struct event_batch {
+	const char *s;
+	size_t len;
+	bool ndjson;
+	struct json_tok *toks;
+	uint32_t n_toks;
+	int64_t n;               /* events in the body (values or non-blank lines) */
+	uint32_t n_json;         /* NDJSON: lines that parsed as JSON so far */
+	/* iteration */
+	int64_t i;
+	const char *line;
+	int elem;
+};
+
+/* Parse the body (NDJSON: only count its lines; each line is parsed by
+ * event_batch_next) and count its events. 0; -EINVAL when a JSON body is
+ * not JSON (*jerr says where); -ENOSPC when it has more tokens than n_toks. */
+int event_batch_init(struct event_batch *b, const char *s, size_t len, bool ndjson, struct json_tok *toks,
+		     uint32_t n_toks, struct json_err *jerr);
+/* The next of the b->n events, in order. 1: a JSON value at token *obj of
+ * text *src, for event_from_json(*src, b->toks, *obj, ...) (valid until the
+ * next call); 0: an NDJSON line that is not JSON (err says why); -1: no
+ * more. */
+int event_batch_next(struct event_batch *b, const char **src, int *obj, char *err, size_t errlen);
 
 #endif

@@ -404,6 +404,21 @@ bool trend_tick(struct trend *t, const struct snap *s, uint64_t now_ms)
 
 /* ------------------------------------------------------------- readers */
 
+int64_t trend_rank(const struct trend *t, uint64_t item_key, float *score)
+{
+	const struct trend_pub *p = ck_pr_load_ptr(&t->pub);
+	if (!p)
+		return -1;
+	ck_pr_fence_load_depends();
+	for (uint32_t j = 0; j < p->n_global; j++) {
+		if (p->global[j].item_key == item_key) {
+			*score = p->global[j].score;
+			return j;
+		}
+	}
+	return -1;
+}
+
 uint32_t trend_top(const struct trend *t, const struct snap *s, int64_t category, uint32_t k,
 		   struct rec_item *out)
 {

@@ -132,6 +132,10 @@ bool trend_tick(struct trend *t, const struct snap *s, uint64_t now_ms);
  * built for another snapshot generation). Returns how many. */
 uint32_t trend_top(const struct trend *t, const struct snap *s, int64_t category, uint32_t k,
 		   struct rec_item *out);
+/* Where the item with this key stands in the published global list
+ * (servable or not): its 0-based rank and score, or -1 when it is not
+ * listed (admin lookups). */
+int64_t trend_rank(const struct trend *t, uint64_t item_key, float *score);
 /* Items tracked (for metrics; any thread). */
 uint64_t trend_size(const struct trend *t);
 

@@ -19,6 +19,11 @@ const uint64_t upd_wake_value = 1;
 /* One event into live state (and trending). */
 static void apply_one(struct updater *u, const struct event *ev, const struct snap *s, bool replay)
 {
+	if (ev->type == EVENT_SOURCE_MARK) {   /* a position, not a change (updater.h) */
+		if (!replay)
+			ck_pr_store_64(&u->stats.applied[ev->type], u->stats.applied[ev->type] + 1);
+		return;
+	}
 	if (live_apply(&u->live, ev, s)) {
 		ck_pr_store_64(&u->stats.apply_failed, u->stats.apply_failed + 1);
 		log_warn("event_apply_failed", "type=%s err=\"out of memory\"%s", event_type_names[ev->type],
@@ -265,9 +270,94 @@ static void *upd_main(void *arg)
 	return NULL;
 }
 
+/* ---- source positions (updater.h) ---- */
+
+static uint64_t source_hash(uint64_t stream_key, uint32_t part)
+{
+	uint64_t h = (stream_key ^ part) * 0x9e3779b97f4a7c15ull;
+	return h ^ (h >> 29);
+}
+
+/* The slot of (stream, part), or the free slot where it would go. */
+static struct upd_source_pos *source_slot(struct upd_source_pos *tab, uint32_t cap, uint64_t key, uint32_t part,
+					  const char *stream, size_t len)
+{
+	for (uint64_t i = source_hash(key, part);; i++) {
+		struct upd_source_pos *p = &tab[i & (cap - 1)];
+		if (!p->stream_key || (p->stream_key == key && p->part == part && !strncmp(p->stream, stream, len) &&
+				       !p->stream[len]))
+			return p;
+	}
+}
+
+const struct upd_source_pos *upd_source_find(const struct updater *u, const char *stream, size_t len,
+					     uint32_t part)
+{
+	if (!u->n_sources)
+		return NULL;
+	if (len >= EVENT_ID_MAX)
+		return NULL;
+	uint64_t key = event_key(stream, len);
+	const struct upd_source_pos *p = source_slot(u->sources, u->sources_cap, key ? key : 1, part, stream, len);
+	return p->stream_key ? p : NULL;
+}
+
+/* Replay of one record as far as source positions go. A mark for the
+ * message the current position is at continues it (the rest of a message
+ * of which only the first events were logged before a crash). */
+static int source_replay(struct updater *u, const struct event *ev)
+{
+	if (ev->type != EVENT_SOURCE_MARK) {
+		if ((ev->flags & EVENT_FROM_SOURCE) && u->source_cur)
+			u->source_cur->events++;
+		return 0;
+	}
+	if ((u->n_sources + 1) * 2 > u->sources_cap) {
+		uint32_t cap = u->sources_cap ? u->sources_cap * 2 : 64;
+		struct upd_source_pos *tab = calloc(cap, sizeof(*tab));
+		if (!tab)
+			return -ENOMEM;
+		struct upd_source_pos *cur = NULL;
+		for (uint32_t i = 0; i < u->sources_cap; i++) {
+			struct upd_source_pos *o = &u->sources[i];
+			if (!o->stream_key)
+				continue;
+			struct upd_source_pos *n = source_slot(tab, cap, o->stream_key, o->part, o->stream,
+							       strlen(o->stream));
+			*n = *o;
+			if (o == u->source_cur)
+				cur = n;
+		}
+		u->source_cur = cur;
+		free(u->sources);
+		u->sources = tab;
+		u->sources_cap = cap;
+	}
+	uint64_t key = ev->item_key ? ev->item_key : 1;   /* 0 marks a free slot */
+	struct upd_source_pos *p = source_slot(u->sources, u->sources_cap, key, ev->source_part, ev->item_id,
+					       ev->item_len);
+	if (!p->stream_key) {
+		p->stream_key = key;
+		p->part = ev->source_part;
+		memcpy(p->stream, ev->item_id, ev->item_len);
+		p->stream[ev->item_len] = 0;
+		p->offset = -1;
+		u->n_sources++;
+	}
+	if (p->offset != ev->stock) {
+		p->offset = ev->stock;
+		p->events = 0;
+	}
+	u->source_cur = p;
+	return 0;
+}
+
 static int replay_one(void *ctx, const struct event *ev)
 {
 	struct updater *u = ctx;
+	int r = source_replay(u, ev);
+	if (r)
+		return r;
 	/* No snapshot swap can happen yet: ctl_run has not started. */
 	apply_one(u, ev, srv_snapshot(u->srv), true);
 	/* Nobody reads yet: let the retired record copies go as we go. */
@@ -396,6 +486,10 @@ void upd_stop(struct updater *u)
 	}
 	free(u->stage);
 	u->stage = NULL;
+	free(u->sources);
+	u->sources = NULL;
+	u->source_cur = NULL;
+	u->sources_cap = u->n_sources = 0;
 	if (u->rings)
 		for (uint32_t i = 0; i < u->n_rings; i++)
 			free(u->rings[i].buf);

@@ -32,6 +32,17 @@
  * 503, held answers wait. Nothing is acknowledged that is not durable.
  * At start (upd_start, before the thread and the listeners) the log is
  * replayed into live state in order, forget_user events included.
+ *
+ * External sources (the Kafka consumer, events/kafka.h) are one more
+ * producer ring. Before the events of one source message the producer
+ * queues an EVENT_SOURCE_MARK (stream, partition, offset) and flags the
+ * events EVENT_FROM_SOURCE; one ring is FIFO and the log keeps the drain
+ * order, so in the log every such event follows the mark of its message.
+ * Replay therefore knows exactly which source positions live state holds:
+ * for each (stream, partition) the offset of the last mark and how many
+ * source events followed it (upd_source_find). Marks change no live state.
+ * This relies on a single source ring: a second one would need its marks
+ * and events told apart (e.g. by a source id in the mark).
  */
 #ifndef RECD_UPDATER_H
 #define RECD_UPDATER_H
@@ -66,6 +77,17 @@ struct upd_stats {
 	uint64_t log_errors;    /* failed event log appends, writes or syncs */
 };
 
+/* A source position recovered from the log (see above): the events of
+ * `stream` partition `part` up to message `offset` are in live state, and
+ * of message `offset` itself its first `events` valid events. */
+struct upd_source_pos {
+	uint64_t stream_key;    /* event_key(stream); 0: free slot */
+	uint32_t part;
+	uint32_t events;
+	int64_t offset;
+	char stream[EVENT_ID_MAX];
+};
+
 struct updater {
 	struct recd_server *srv;
 	struct live live;
@@ -92,6 +114,11 @@ struct updater {
 	uint64_t log_complained_ns;
 	struct event *stage;    /* UPD_STAGE events dequeued, not yet applied */
 	uint32_t n_stage;
+	/* Source positions (open addressing by stream key and partition):
+	 * filled by the replay in upd_start, read-only afterwards. */
+	struct upd_source_pos *sources;
+	uint32_t sources_cap, n_sources;   /* cap: 0 or a power of two */
+	struct upd_source_pos *source_cur; /* replay: the mark the next source events follow */
 };
 
 /* Create the rings (n_rings, each ring_size entries, a power of two),
@@ -102,6 +129,11 @@ int upd_start(struct updater *u, struct recd_server *srv, uint32_t n_rings, uint
 	      uint32_t dim, uint64_t max_users, uint64_t idle_evict_ms);
 /* Apply what is queued, stop the thread, free everything. */
 void upd_stop(struct updater *u);
+
+/* What the log replayed of one source partition (NULL: nothing). Valid
+ * from upd_start to upd_stop. */
+const struct upd_source_pos *upd_source_find(const struct updater *u, const char *stream, size_t len,
+					     uint32_t part);
 
 /* ---- producer side (worker `ring` only) ---- */
 static inline uint32_t upd_room(struct updater *u, uint32_t ring)

@@ -428,6 +428,25 @@ void metrics_render(struct buf *out, const struct metrics_gauges *g)
 		       "Event log segments started.", g->event_log_rotations);
 	metrics_scalar(out, "recd_event_log_errors_total", "counter",
 		       "Failed event log writes, syncs or rotations (events wait, or 503).", g->event_log_errors);
+	if (g->kafka) {
+		metrics_scalar(out, "recd_kafka_lag", "gauge",
+			       "Kafka messages not yet applied, summed over the assigned partitions.", g->kafka_lag);
+		metrics_scalar(out, "recd_kafka_partitions", "gauge", "Kafka partitions assigned to this consumer.",
+			       g->kafka_partitions);
+		metrics_scalar(out, "recd_kafka_messages_total", "counter",
+			       "Kafka messages taken (invalid and already applied ones included).", g->kafka_messages);
+		metrics_scalar(out, "recd_kafka_events_total", "counter", "Events from Kafka queued for the updater.",
+			       g->kafka_events);
+		metrics_scalar(out, "recd_kafka_events_rejected_total", "counter",
+			       "Invalid events (or messages that are no events) from Kafka, skipped.",
+			       g->kafka_events_rejected);
+		metrics_scalar(out, "recd_kafka_duplicates_total", "counter",
+			       "Redelivered Kafka messages (or parts) already in live state, skipped.", g->kafka_duplicates);
+		metrics_scalar(out, "recd_kafka_commits_total", "counter", "Kafka offset commits confirmed.",
+			       g->kafka_commits);
+		metrics_scalar(out, "recd_kafka_errors_total", "counter", "Kafka consumer, fetch and commit errors.",
+			       g->kafka_errors);
+	}
 
 	metrics_scalar(out, "recd_snapshot_generation", "gauge",
 		       "Generation of the snapshot being served (increments on each load).",

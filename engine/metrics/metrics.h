@@ -112,6 +112,10 @@ struct metrics_gauges {
 	uint64_t events_recovered;
 	uint64_t event_log_records, event_log_bytes, event_log_syncs, event_log_rotations;
 	uint64_t event_log_errors;
+	/* The Kafka event source (events/kafka.h); rendered only when on. */
+	bool kafka;
+	uint64_t kafka_lag, kafka_partitions, kafka_messages, kafka_events, kafka_events_rejected;
+	uint64_t kafka_duplicates, kafka_commits, kafka_errors;
 };
 
 /* Allocate n zeroed per-worker blocks (+1 for the admin listener, which is

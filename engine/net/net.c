@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "api/api.h"
+#include "api/api_access.h"
 #include "core/log.h"
 #include "live/updater.h"
 #include "net/net.h"
@@ -447,7 +448,10 @@ static void conn_process(struct net_conn *c)
 		uint64_t t0 = now_ns();
 		enum metrics_endpoint ep = MEP_OTHER;
 		int status = api_handle(&w->api, req, w->draining, &c->out, &ep);
-		metrics_request_done(w->metrics, ep, status, now_ns() - t0);
+		uint64_t took = now_ns() - t0;
+		metrics_request_done(w->metrics, ep, status, took);
+		if (api_access_sampled(&w->api))
+			api_access_log(&w->api, req, status, ep, took);
 		if (w->api.wake_updater)
 			wake_updater(w);
 		if (w->api.hold_seq) {

@@ -605,6 +605,11 @@ uint32_t pipe_gather(struct pipe_worker *pw, const struct pipe_request *rq, cons
 	return n;
 }
 
+uint8_t pipe_cache_status(const struct pipe_worker *pw)
+{
+	return pw->cache;
+}
+
 /* ---------------------------------------------------------------- rank */
 
 static int cmp_cand(const void *a, const void *b)

@@ -101,6 +101,8 @@ void pipe_default_route(const struct lua_req *q, struct lua_route *rt);
 /* Candidates for a route into pw's array; returns how many. */
 uint32_t pipe_gather(struct pipe_worker *pw, const struct pipe_request *rq, const struct lua_route *rt,
 		     struct lua_cand **cands);
+/* enum pipe_cache of the last pipe_resolve + pipe_gather (admin explain). */
+uint8_t pipe_cache_status(const struct pipe_worker *pw);
 /* The C ranking: best score first (ties: gathering order), first n. */
 uint32_t pipe_default_rank(struct lua_cand *c, uint32_t n, uint32_t n_wanted);
 /* Reason of a candidate ranked without Lua, from its source. */

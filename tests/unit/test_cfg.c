@@ -93,8 +93,17 @@ static void test_defaults(void)
 		if (k->type == CFG_INT)
 			CHECK(k->min <= k->max);
 	}
-	/* 42 fields in struct recd_config, one row each. */
-	CHECK(cfg_table_len == 42);
+	/* 50 fields in struct recd_config, one row each. */
+	CHECK(cfg_table_len == 50);
+	/* access_log_sample: a fraction 0..1 kept per million. */
+	CHECK(cfg_set(&c, "access_log_sample", "0.001", err, sizeof(err)) == 0 && c.access_log_sample == 1000);
+	CHECK(cfg_set(&c, "access_log_sample", "1", err, sizeof(err)) == 0 && c.access_log_sample == 1000000);
+	CHECK(cfg_set(&c, "access_log_sample", "1.5", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "access_log_sample: 1.5 is not between 0 and 1");
+	CHECK(cfg_set(&c, "access_log_sample", "1e-9", err, sizeof(err)) == -EINVAL);
+	CHECK(cfg_set(&c, "access_log_sample", "x", err, sizeof(err)) == -EINVAL && c.access_log_sample == 1000000);
+	CHECK(cfg_find("access_log_sample", 17)->reloadable);
+	CHECK(cfg_set(&c, "access_log_sample", "0", err, sizeof(err)) == 0 && c.access_log_sample == 0);
 	CHECK(cfg_find("max-n", 5) == cfg_find("max_n", 5));
 	CHECK(cfg_find("max_nx", 5) == cfg_find("max_n", 5)); /* length-bounded */
 	CHECK(cfg_find("nope", 4) == NULL);
