@@ -136,11 +136,13 @@ void api_worker_turn(struct api_worker *w)
 	}
 	if (!w->lua)
 		return;
-	/* A few compares unless a generation came out without a state for this
-	 * worker (its build failed) or the state must be rebuilt (memory):
-	 * then the host builds one here and logs what it did. */
+	/* Only the memory rebuild happens here (same generation, from the
+	 * state's own staged files). A generation whose state could not be
+	 * staged for this worker is not built here from other files under
+	 * its number: the worker keeps its set (its generation in /ready
+	 * shows it) until the next reload stages one. */
 	uint64_t t0 = now_ns();
-	if (lua_host_maybe_reload(&w->lua, lua_host_published()) > 0)
+	if (lua_host_maybe_reload(&w->lua, lua_host_generation(w->lua)) > 0)
 		log_info("policy_rebuilt", "worker=%u policy=%s took_us=%llu", w->id, lua_host_policy_name(w->lua),
 			 (unsigned long long)((now_ns() - t0) / 1000));
 }

@@ -334,6 +334,11 @@ int live_apply(struct live *lv, const struct event *ev, const struct snap *s)
 			stat_set(&lv->stats.forgotten_users, lv->stats.forgotten_users + 1);
 		return 0;
 	}
+	/* A client clock ahead of ours must not age everyone's session at
+	 * once: the clock moves at most a minute past the wall clock. */
+	uint64_t t = MIN(ev->ts_ms, now_wall_ms() + 60000);
+	if (t > lv->clock_ms)
+		ck_pr_store_64(&lv->clock_ms, t);
 	const struct live_user *old = live_user_get(lv, ev->user_key);
 	uint64_t prev_seen = old ? old->last_seen_ms : ev->ts_ms;
 	struct live_user *u = user_draft(lv, old, ev->user_key, ev->ts_ms);

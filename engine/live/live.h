@@ -19,6 +19,7 @@
 #define RECD_LIVE_H
 
 #include <ck_epoch.h>
+#include <math.h>
 #include <ck_hs.h>
 #include "core/common.h"
 #include "events/event.h"
@@ -82,6 +83,8 @@ struct live {
 	uint64_t session_half_life_ms;
 	ck_epoch_record_t *writer;  /* the updater's epoch record */
 	struct live_stats stats;    /* written by the writer with ck_pr stores */
+	uint64_t clock_ms;          /* newest interaction ts applied (ck_pr): "now" for
+	                               session ageing, so replays and tests age alike */
 };
 
 int live_init(struct live *lv, uint32_t dim, uint64_t max_users, ck_epoch_record_t *writer);
@@ -97,6 +100,24 @@ static inline bool live_user_purchased(const struct live_user *u, uint64_t item_
 {
 	return u->purchased && live_keyset_has(u->purchased, item_key);
 }
+/* The weight of a user's session vector now: it halves every
+ * session_half_life_ms since their last event, as it would at the next
+ * one. "Now" is the live state's clock (the newest event applied), not
+ * the wall clock: a replay of old events ages sessions as it went. Below
+ * LIVE_SESSION_STALE the session no longer says what they are doing (a
+ * single view two half-lives before the newest event): readers leave it
+ * out. */
+#define LIVE_SESSION_STALE 0.25f
+static inline float live_session_weight(const struct live *lv, const struct live_user *u)
+{
+	uint64_t now_ms = ck_pr_load_64((uint64_t *)&lv->clock_ms);
+	if (u->session_weight <= 0)
+		return 0;
+	if (now_ms <= u->last_seen_ms || !lv->session_half_life_ms)
+		return u->session_weight;
+	return u->session_weight * (float)exp2(-(double)(now_ms - u->last_seen_ms) / (double)lv->session_half_life_ms);
+}
+
 /* An item update made it unservable (stock 0 or unavailable). */
 static inline bool live_item_blocked(const struct live_item *it)
 {

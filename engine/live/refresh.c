@@ -469,7 +469,11 @@ static const float *make_query(struct refresh *r, const struct snap *s, const st
 {
 	int64_t u = user_find_key(s, key);
 	const float *uv = u >= 0 ? snap_user_vec(s, (uint32_t)u) : NULL;
-	const float *sv = lu && lu->session_weight > 0 && lu->dim == s->dim ? lu->session : NULL;
+	/* A session gone quiet (weight decayed below LIVE_SESSION_STALE)
+	 * says nothing about what the shopper does now: leave it out. */
+	const float *sv = lu && lu->dim == s->dim &&
+				  live_session_weight(r->live, lu) >= LIVE_SESSION_STALE
+			  ? lu->session : NULL;
 	double nu = uv ? norm(uv, s->dim) : 0, ns = sv ? norm(sv, s->dim) : 0;
 	if (!nu)
 		uv = NULL;

@@ -187,6 +187,7 @@ const struct lua_host_stats *lua_host_stats(const struct lua_host *h) { return h
 const char *lua_host_policy_name(const struct lua_host *h) { return h->name; }
 bool lua_host_has_hook(const struct lua_host *h, enum lua_hook hook) { return h->ref[hook] != LUA_NOREF; }
 enum lua_hook lua_host_failed_hook(const struct lua_host *h) { return h->failed_hook; }
+uint64_t lua_host_generation(const struct lua_host *h) { return h->generation; }
 
 static void lh_fail(struct lua_host *h, enum lua_hook hook, enum lua_fail kind, const char *msg)
 {

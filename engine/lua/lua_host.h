@@ -126,6 +126,9 @@ int lua_host_maybe_reload(struct lua_host **hp, uint64_t generation);
  * it on any thread. So a reload never compiles Lua on a worker. */
 struct lua_host *lua_host_adopt(struct lua_host **hp, struct lua_host *n, struct lua_host_stats *stats);
 
+/* The generation this state was built for. */
+uint64_t lua_host_generation(const struct lua_host *h);
+
 /* "<set name>@<generation>", e.g. "default@3". */
 const char *lua_host_policy_name(const struct lua_host *h);
 const struct lua_host_stats *lua_host_stats(const struct lua_host *h);

@@ -282,8 +282,11 @@ const struct lua_req *pipe_resolve_given(struct pipe_worker *pw, const struct pi
 		set_add(pw, q->context_item);
 	for (uint32_t i = 0; i < q->n_cart; i++)
 		set_add(pw, pw->cart[i]);
-	for (uint32_t i = 0; i < q->n_purchased; i++)
-		set_add(pw, pw->purchased[i]);
+	/* Every purchase given is excluded (policies see the newest
+	 * PIPE_REQ_PURCHASED), as live state excludes all it remembers. */
+	for (uint32_t i = 0; given->purchased && i < given->n_purchased && i < PIPE_SET_SLOTS / 4; i++)
+		if (given->purchased[i] < s->n_items)
+			set_add(pw, given->purchased[i]);
 	for (uint32_t i = 0; i < q->n_recent; i++)
 		set_add(pw, pw->recent[i]);
 	return q;
@@ -345,7 +348,7 @@ static const float *session_query(struct pipe_worker *pw)
 {
 	const struct live_user *u = pw->user;
 	const struct snap *s = pw->s;
-	if (!u || u->session_weight <= 0 || u->dim != s->dim)
+	if (!u || u->dim != s->dim || live_session_weight(pw->lv, u) < LIVE_SESSION_STALE)
 		return NULL;
 	if (pw->qcap < s->stride) {
 		/* Once per new snapshot stride, not per request. */
