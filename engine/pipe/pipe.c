@@ -409,8 +409,11 @@ static uint32_t from_similar(struct pipe_worker *pw, uint32_t ref, uint32_t k, u
 				out[n++] = (struct rec_item){ item, row[j].score };
 		}
 	}
-	/* The row's items are in the set now, so the search skips them. */
-	if (n < k)
+	/* The row's items are in the set now, so the search skips them. The
+	 * search (the costly part) runs only when the row cannot fill the
+	 * answer by itself; the extra headroom k asks for is a nicety the
+	 * row gives when it can. */
+	if (n < MIN(k, pw->req.n))
 		n += rec_topk_keep(s, snap_item_vec(s, ref), k - n, ref, nprobe, pw->rec, keep_item, pw, out + n);
 	return n;
 }
