@@ -319,6 +319,9 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 		.nprobe = (uint32_t)cfg->ann_nprobe,
 		.nprobe_miss = (uint32_t)cfg->ann_nprobe_miss,
 		.personalize = p->personalize,
+		/* Behind: a shopper without a precomputed list gets the other
+		 * sources instead of a search now (and a list is asked for). */
+		.shed = cfg->shed_backlog > 0 && w->backlog >= (uint32_t)cfg->shed_backlog,
 	};
 	if (p->item_len >= 0) {
 		rq.context_item = snap_item_find(s, p->item_id, (size_t)p->item_len);
@@ -727,6 +730,12 @@ static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
 		}
 		g->events_recovered = ck_pr_load_64(&u->stats.recovered);
 		g->event_log_errors = ck_pr_load_64(&u->stats.log_errors);
+		g->checkpoints = ck_pr_load_64(&u->stats.checkpoints);
+		g->checkpoint_errors = ck_pr_load_64(&u->stats.checkpoint_errors);
+		g->checkpoint_ms = ck_pr_load_64(&u->stats.checkpoint_ms);
+		g->checkpoint_wall_ms = ck_pr_load_64(&u->stats.checkpoint_wall_ms);
+		g->event_log_disk_bytes = ck_pr_load_64(&u->stats.log_disk_bytes);
+		g->recovery_ms = ck_pr_load_64(&u->stats.recovery_ms);
 		if (u->log) {
 			const struct evlog_stats *ls = &u->log->stats;
 			g->event_log_records = ck_pr_load_64((uint64_t *)&ls->records);
@@ -938,6 +947,25 @@ static int api_forget_user(struct api_worker *w, const struct http_request *req,
 	buf_puts_lit(b, "{\"user_id\":");
 	buf_put_json_str(b, id.p, id.len);
 	buf_puts_lit(b, ",\"forgotten\":true}\n");
+	api_write(out, 202, JSON_CT, b, close, NULL);
+	return 202;
+}
+
+/* POST /admin/checkpoint: ask the updater for a checkpoint now (before a
+ * backup, or to trim the log). Answers at once; recd_checkpoints_total
+ * and the msg=checkpoint log line say when it is written. */
+static int api_admin_checkpoint(struct api_worker *w, bool close, struct buf *out)
+{
+	struct updater *u = w->srv->updater;
+	uint64_t done = ck_pr_load_64(&u->stats.checkpoints);
+	int r = upd_checkpoint_request(u);
+	if (r == -ENOTSUP)
+		return api_fail(out, close, 409, "no_event_log", "checkpoints need the event log (event_log = true)");
+	if (r)
+		return api_fail(out, close, 503, "unavailable", "could not wake the updater (%s)", strerror(-r));
+	struct buf *b = &w->body;
+	buf_reset(b);
+	buf_printf(b, "{\"requested\":true,\"checkpoints\":%llu}\n", (unsigned long long)done);
 	api_write(out, 202, JSON_CT, b, close, NULL);
 	return 202;
 }
@@ -1178,6 +1206,11 @@ int api_handle(struct api_worker *w, const struct http_request *req, bool closin
 		if (STR_EQ(path, "/admin/reload")) {
 			*ep = MEP_ADMIN;
 			return req->method == HTTP_M_POST ? api_admin_reload(w, req, close, out)
+							  : method_not_allowed(out, close, "POST");
+		}
+		if (STR_EQ(path, "/admin/checkpoint")) {
+			*ep = MEP_ADMIN;
+			return req->method == HTTP_M_POST ? api_admin_checkpoint(w, close, out)
 							  : method_not_allowed(out, close, "POST");
 		}
 		if (STR_EQ(path, "/admin/debug/stall") && w->srv->cfg.debug_endpoints) {

@@ -46,6 +46,7 @@ struct api_worker {
 	uint64_t seq;                  /* request ids */
 	bool wake_updater;             /* events were queued and the updater sleeps:
 	                                  the network layer queues an eventfd write */
+	uint32_t backlog;              /* completions queued at the start of this loop turn */
 	uint64_t hold_seq;             /* the answer just written must wait until this
 	                                  worker's events up to here are applied */
 };

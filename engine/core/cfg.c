@@ -54,6 +54,11 @@ const struct cfg_key cfg_table[] = {
 	  "at most one per durability_batch_ms) or always (after an fsync of its batch)", 0, "none|batch|always" },
 	INT(durability_batch_ms, 1, 1000, 5, false,
 	    "durability = batch: at most one fsync of the event log per this many ms"),
+	INT(checkpoint_interval_s, 0, 604800, 300, false,
+	    "write a checkpoint of live state this often (s) and trim the event log below it; 0 = not by time"),
+	INT(checkpoint_log_bytes, 0, INT64_MAX, 268435456, false,
+	    "also checkpoint once the event log grew by this many bytes; 0 = not by size "
+	    "(both 0: no automatic checkpoints, not even at shutdown)"),
 	STR(kafka_brokers, "",
 	    "Kafka bootstrap servers (host:port[,host:port...]) to consume events from; \"\" = no Kafka"),
 	STR(kafka_topics, "", "Kafka topics to consume, comma-separated (needed with kafka_brokers)"),
@@ -87,6 +92,9 @@ const struct cfg_key cfg_table[] = {
 	INT(ann_nprobe, 1, 65536, 96, true,
 	    "ANN index lists probed first per query (more: better recall, slower); "
 	    "widened automatically when filters leave fewer than n items"),
+	INT(shed_backlog, 0, 100000, 8, true,
+	    "a worker with this many completions queued at the start of a loop turn serves shoppers without a "
+	    "precomputed list from the route's other sources instead of searching now (0 = never)"),
 	INT(ann_nprobe_miss, 1, 65536, 32, true,
 	    "ANN lists probed by a personal search on the request path, which only runs while the shopper's "
 	    "precomputed list (searched with ann_nprobe) is missing or out of date"),

@@ -43,6 +43,8 @@ struct recd_config {
 	char event_log_dir[PATH_MAX]; /* "" = state_dir/events */
 	char durability[8];        /* none | batch | always (events/evlog.h) */
 	int64_t durability_batch_ms;  /* batch: at most one fdatasync per this */
+	int64_t checkpoint_interval_s; /* live state checkpoint at most this often; 0 = not by time */
+	int64_t checkpoint_log_bytes;  /* ...or after this much log; 0 = not by size (both 0: off) */
 	/* The Kafka event source (events/kafka.h); off while kafka_brokers is "". */
 	char kafka_brokers[512];   /* bootstrap servers: host:port[,host:port...] */
 	char kafka_topics[1024];   /* topics to consume, comma-separated */
@@ -63,7 +65,8 @@ struct recd_config {
 	int64_t default_n;
 	int64_t max_n;
 	int64_t ann_nprobe;        /* ANN lists probed first per query */
-	int64_t ann_nprobe_miss;   /* the same for a personal search while a precomputed list is on its way */
+	int64_t ann_nprobe_miss;
+	int64_t shed_backlog;      /* completions queued that make a worker skip on-demand searches */   /* the same for a personal search while a precomputed list is on its way */
 	int64_t event_ring_size;        /* per worker, power of two */
 	int64_t max_events_per_request;
 	int64_t live_max_users;

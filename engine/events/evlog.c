@@ -247,7 +247,8 @@ static int rotate(struct evlog *l)
 	l->synced_bytes = l->seg_bytes;
 	l->synced_records = l->seg_records;
 	/* What was written is durable now: only the unwritten rest stays. */
-	memmove(l->buf, l->buf + l->written, l->len - l->written);
+	if (l->len > l->written)
+		memmove(l->buf, l->buf + l->written, l->len - l->written);
 	l->len -= l->written;
 	l->n_buf -= l->n_written;
 	l->written = 0;
@@ -342,6 +343,69 @@ int evlog_sync(struct evlog *l)
 	return 0;
 }
 
+int evlog_rotate(struct evlog *l)
+{
+	int r = evlog_sync(l);
+	if (r)
+		return r;
+	if (!l->seg_records)
+		return 0;
+	r = rotate(l);
+	if (r)
+		l->stats.errors++;
+	return r;
+}
+
+int evlog_trim_before(struct evlog *l, uint64_t pos, uint64_t *segments, uint64_t *bytes)
+{
+	uint64_t *segs = NULL;
+	size_t n = 0;
+	int r = seg_list(l->dir_fd, &segs, &n);
+	if (r)
+		return r;
+	uint64_t gone = 0;
+	/* Segment i holds [segs[i], segs[i + 1]): all below pos when its
+	 * successor starts at or before pos. The open one is never removed. */
+	for (size_t i = 0; i + 1 < n && segs[i + 1] <= pos && segs[i] != l->seg_first; i++) {
+		char name[64];
+		struct stat st;
+		seg_name(name, sizeof(name), segs[i]);
+		uint64_t size = fstatat(l->dir_fd, name, &st, 0) ? 0 : (uint64_t)st.st_size;
+		if (unlinkat(l->dir_fd, name, 0)) {
+			r = -errno;
+			break;
+		}
+		gone++;
+		if (segments)
+			(*segments)++;
+		if (bytes)
+			*bytes += size;
+	}
+	free(segs);
+	if (gone && fsync(l->dir_fd) && !r)
+		r = -errno;
+	return r;
+}
+
+int evlog_disk_bytes(struct evlog *l, uint64_t *bytes)
+{
+	uint64_t *segs = NULL;
+	size_t n = 0;
+	int r = seg_list(l->dir_fd, &segs, &n);
+	if (r)
+		return r;
+	*bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		char name[64];
+		struct stat st;
+		seg_name(name, sizeof(name), segs[i]);
+		if (!fstatat(l->dir_fd, name, &st, 0))
+			*bytes += (uint64_t)st.st_size;
+	}
+	free(segs);
+	return 0;
+}
+
 /* ------------------------------------------------------------------- open */
 
 struct scan {
@@ -352,7 +416,7 @@ struct scan {
 
 /* Verify records from the start of a segment image; replay them through
  * fn when it is set. Stops at the first bad record. */
-static int scan(const uint8_t *p, uint64_t size, evlog_replay_fn fn, void *ctx, struct scan *sc)
+static int scan(const uint8_t *p, uint64_t size, uint64_t skip, evlog_replay_fn fn, void *ctx, struct scan *sc)
 {
 	struct event ev;
 	uint64_t off = 0;
@@ -385,7 +449,7 @@ static int scan(const uint8_t *p, uint64_t size, evlog_replay_fn fn, void *ctx, 
 			sc->why = "bad event";
 			break;
 		}
-		if (fn) {
+		if (fn && sc->records >= skip) {
 			int r = fn(ctx, &ev);
 			if (r < 0)
 				return r;
@@ -397,7 +461,7 @@ static int scan(const uint8_t *p, uint64_t size, evlog_replay_fn fn, void *ctx, 
 	return 0;
 }
 
-static int scan_fd(int fd, uint64_t *size, evlog_replay_fn fn, void *ctx, struct scan *sc)
+static int scan_fd(int fd, uint64_t *size, uint64_t skip, evlog_replay_fn fn, void *ctx, struct scan *sc)
 {
 	struct stat st;
 	if (fstat(fd, &st))
@@ -410,7 +474,7 @@ static int scan_fd(int fd, uint64_t *size, evlog_replay_fn fn, void *ctx, struct
 	if (m == MAP_FAILED)
 		return -errno;
 	madvise(m, (size_t)*size, MADV_SEQUENTIAL);
-	int r = scan(m, *size, fn, ctx, sc);
+	int r = scan(m, *size, skip, fn, ctx, sc);
 	munmap(m, (size_t)*size);
 	return r;
 }
@@ -471,12 +535,17 @@ int evlog_open(struct evlog *l, const char *dir, const struct evlog_opts *o, evl
 	rec->segments = n_segs;
 
 	bool replay = true;
-	uint64_t expect = n_segs ? segs[0] : 0;
+	uint64_t from = o->replay_from;
+	/* A first segment after `from` means records a checkpoint does not
+	 * cover are gone: caught as a gap below. */
+	uint64_t expect = n_segs ? (from && segs[0] > from ? from : segs[0]) : 0;
 	for (size_t i = 0; i < n_segs; i++) {
 		bool last = i + 1 == n_segs;
 		char name[64];
 		seg_name(name, sizeof(name), segs[i]);
-		if (segs[i] != expect && replay) {
+		/* records missing below `from` were trimmed after a checkpoint */
+		bool trimmed_gap = segs[i] > expect && segs[i] <= from;
+		if (segs[i] != expect && replay && !trimmed_gap) {
 			char why[96];
 			if (segs[i] > expect)
 				snprintf(why, sizeof(why), "records %llu..%llu are missing", (unsigned long long)expect,
@@ -497,13 +566,14 @@ int evlog_open(struct evlog *l, const char *dir, const struct evlog_opts *o, evl
 		}
 		uint64_t size = 0;
 		struct scan sc;
-		r = scan_fd(fd, &size, replay ? fn : NULL, ctx, &sc);
+		uint64_t skip = from > segs[i] ? from - segs[i] : 0;
+		r = scan_fd(fd, &size, skip, replay ? fn : NULL, ctx, &sc);
 		if (r) {
 			close(fd);
 			goto fail;
 		}
 		if (replay) {
-			rec->events += sc.records;
+			rec->events += sc.records > skip ? sc.records - skip : 0;
 			rec->bytes += sc.good_end;
 		} else {
 			rec->unreplayed_bytes += sc.good_end;
@@ -540,12 +610,30 @@ int evlog_open(struct evlog *l, const char *dir, const struct evlog_opts *o, evl
 			close(fd);
 		}
 	}
+	if (l->fd >= 0 && l->seg_first + l->seg_records < from) {
+		/* The checkpoint covers more than the log holds: continue at its
+		 * position so later records are not counted as covered by it. */
+		log_warn("event_log_short", "dir=%s end=%llu checkpoint=%llu detail=\"the log ends before the "
+			 "checkpoint's position: a new segment starts there\"", l->dir,
+			 (unsigned long long)(l->seg_first + l->seg_records), (unsigned long long)from);
+		int fd = seg_create(l, from);
+		if (fd < 0) {
+			r = fd;
+			goto fail;
+		}
+		close(l->fd);
+		l->fd = fd;
+		l->seg_first = from;
+		l->seg_records = l->seg_bytes = 0;
+		l->synced_bytes = l->synced_records = 0;
+	}
 	if (l->fd < 0) {
-		l->fd = seg_create(l, 0);
+		l->fd = seg_create(l, from);
 		if (l->fd < 0) {
 			r = l->fd;
 			goto fail;
 		}
+		l->seg_first = from;
 	}
 	free(segs);
 	rec->ms = (now_ns() - t0) / 1000000;

@@ -38,10 +38,17 @@
  *    its records are lost from the log (they were never promised durable).
  *  - privacy: EVENT_FORGET_USER is logged like any event and replayed in
  *    order, so a forgotten user stays forgotten after a restart. The
- *    user's earlier events are still physically in the log; removing them
- *    needs compaction (rewriting old segments without them), which is NOT
- *    implemented yet. Until then the log keeps them until the segments
- *    are deleted by hand.
+ *    user's earlier events are still physically in the log until the
+ *    segments holding them are trimmed: compaction is done by checkpoints
+ *    (live/checkpoint.h), which hold live state (where a forgotten user no
+ *    longer is) and let every segment below them be deleted
+ *    (evlog_rotate, then evlog_trim_before).
+ *  - checkpoints: evlog_open's replay_from skips (verifies, does not
+ *    replay) the records a checkpoint already covers; a gap in positions
+ *    below replay_from is no loss (those segments were trimmed). When the
+ *    log ends before replay_from (its tail was lost after the checkpoint
+ *    was written), a new segment starts at replay_from so positions stay
+ *    those the checkpoint counts in.
  */
 #ifndef RECD_EVLOG_H
 #define RECD_EVLOG_H
@@ -109,6 +116,7 @@ struct evlog {
 struct evlog_opts {
 	bool retain;                 /* see above: true for batch and always */
 	uint64_t segment_bytes;      /* 0 = EVLOG_SEGMENT_BYTES */
+	uint64_t replay_from;        /* records below this position are verified, not replayed */
 };
 
 /* Called once per good record, in log order. A negative return stops
@@ -144,6 +152,17 @@ static inline uint64_t evlog_position(const struct evlog *l)
 {
 	return l->seg_first + l->seg_records + (l->n_buf - l->n_written);
 }
+
+/* Sync everything, then start a new segment at the current position (no-op
+ * when the open one is empty): afterwards every record below
+ * evlog_position is in a closed, durable segment. 0 or -errno. */
+int evlog_rotate(struct evlog *l);
+/* Delete every closed segment whose records all lie below `pos` (never
+ * the open one), then fsync the directory. Adds the segments and bytes
+ * removed to *segments / *bytes (either may be NULL). 0 or -errno. */
+int evlog_trim_before(struct evlog *l, uint64_t pos, uint64_t *segments, uint64_t *bytes);
+/* Bytes of all segments on disk now (one stat per segment). 0 or -errno. */
+int evlog_disk_bytes(struct evlog *l, uint64_t *bytes);
 
 /* ---- record codec (exposed for the tests) ---- */
 /* Payload bytes of ev; 0 when its id lengths are out of range. */

@@ -389,6 +389,87 @@ int live_apply(struct live *lv, const struct event *ev, const struct snap *s)
 	return 0;
 }
 
+void live_clear(struct live *lv)
+{
+	writer_rec = lv->writer;
+	for (int t = 0; t < 2; t++) {
+		ck_hs_t *hs = t ? &lv->items : &lv->users;
+		uint64_t n = ck_hs_count(hs), k = 0;
+		void **all = n ? malloc(n * sizeof(*all)) : NULL;
+		if (n && !all) {
+			/* no memory for the list: remove one at a time (slower, same result) */
+			for (;;) {
+				ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
+				void *obj;
+				if (!ck_hs_next(hs, &it, &obj))
+					break;
+				struct live_rec *rec = obj;
+				ck_hs_remove(hs, rec->key, rec);
+				if (!t && ((struct live_user *)obj)->purchased)
+					ck_epoch_call(lv->writer,
+						      &((struct live_keyset *)((struct live_user *)obj)->purchased)->retire,
+						      free_keyset_cb);
+				ck_epoch_call(lv->writer, &rec->retire, free_rec_cb);
+			}
+			continue;
+		}
+		ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
+		void *obj;
+		while (k < n && ck_hs_next(hs, &it, &obj))
+			all[k++] = obj;
+		ck_hs_reset(hs);
+		for (uint64_t i = 0; i < k; i++) {
+			struct live_rec *rec = all[i];
+			if (!t && ((struct live_user *)rec)->purchased)
+				ck_epoch_call(lv->writer, &((struct live_keyset *)((struct live_user *)rec)->purchased)->retire,
+					      free_keyset_cb);
+			ck_epoch_call(lv->writer, &rec->retire, free_rec_cb);
+		}
+		free(all);
+	}
+	stat_set(&lv->stats.users, 0);
+	stat_set(&lv->stats.items, 0);
+	ck_pr_store_64(&lv->clock_ms, 0);
+}
+
+size_t live_user_size(const struct live *lv)
+{
+	return user_size(lv);
+}
+
+int live_restore_user(struct live *lv, struct live_user *u)
+{
+	writer_rec = NULL;   /* no reader yet: a replaced table goes at once */
+	void *prev = NULL;
+	if (!ck_hs_set(&lv->users, u->key, u, &prev)) {
+		free((void *)u->purchased);
+		free(u);
+		return -ENOMEM;
+	}
+	if (prev) {
+		free((void *)((struct live_user *)prev)->purchased);
+		free(prev);
+	} else {
+		stat_set(&lv->stats.users, lv->stats.users + 1);
+	}
+	return 0;
+}
+
+int live_restore_item(struct live *lv, struct live_item *it)
+{
+	writer_rec = NULL;
+	void *prev = NULL;
+	if (!ck_hs_set(&lv->items, it->key, it, &prev)) {
+		free(it);
+		return -ENOMEM;
+	}
+	if (prev)
+		free(prev);
+	else
+		stat_set(&lv->stats.items, lv->stats.items + 1);
+	return 0;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

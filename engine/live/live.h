@@ -134,4 +134,17 @@ bool live_forget_user(struct live *lv, uint64_t key);
  * ones while above max_users. Returns how many were evicted. */
 uint64_t live_evict(struct live *lv, uint64_t now_ms, uint64_t idle_ms);
 
+/* ---- restore (live/checkpoint.c, before any reader exists) ---- */
+/* Remove every record (retired through the writer's epoch record, so a
+ * reader may still be looking) and reset the clock and sizes. */
+void live_clear(struct live *lv);
+/* Bytes of one user record (struct live_user plus dim floats). */
+size_t live_user_size(const struct live *lv);
+/* Insert a malloc'ed record (live_user_size bytes for a user, with its
+ * own malloc'ed purchased set or NULL) the caller built; a record with the
+ * same key is replaced and freed at once. On -ENOMEM the record (and its
+ * set) is freed. 0 or -ENOMEM. */
+int live_restore_user(struct live *lv, struct live_user *u);
+int live_restore_item(struct live *lv, struct live_item *it);
+
 #endif

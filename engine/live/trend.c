@@ -1,11 +1,14 @@
 /* trend.c: live trending (see trend.h for the scores and the theory of
  * operation). Owns the writer's item table and the published lists. */
 #include <errno.h>
+#include <sched.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <ck_pr.h>
 #include "live/trend.h"
+
+#define TREND_YIELD_EVERY 65536u   /* slots between sched_yield calls in a rebuild */
 #include "snap/snapb.h"
 
 #define TREND_INIT_CAP 1024u
@@ -276,6 +279,10 @@ static int publish(struct trend *t, const struct snap *s, uint64_t now_ms)
 	uint64_t n_dead = 0, n_in_cat = 0;
 	for (uint64_t i = 0; i <= t->mask; i++) {
 		struct trend_slot *sl = &t->slots[i];
+		/* A rebuild walks the whole table once a second: let a request
+		 * worker sharing this core run every so often. */
+		if ((i & (TREND_YIELD_EVERY - 1)) == TREND_YIELD_EVERY - 1)
+			sched_yield();
 		if (!sl->key)
 			continue;
 		if (sl->v < t->floor_v) {
@@ -310,6 +317,8 @@ static int publish(struct trend *t, const struct snap *s, uint64_t now_ms)
 		t->cat_count[n_cat] = acc;
 		for (uint64_t i = 0; i <= t->mask && n_in_cat; i++) {
 			uint32_t cat;
+			if ((i & (TREND_YIELD_EVERY - 1)) == TREND_YIELD_EVERY - 1)
+				sched_yield();
 			if (eligible(t, &t->slots[i], s, &cat) && cat != UINT32_MAX)
 				t->scratch[--t->cat_count[cat]] =
 					(struct topk_item){ (uint32_t)i, (float)t->slots[i].v };

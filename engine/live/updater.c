@@ -1,5 +1,6 @@
 /* updater.c: the updater thread (see updater.h for the protocol). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "core/log.h"
+#include "live/checkpoint.h"
 #include "live/updater.h"
 
 #define UPD_BATCH 1024          /* events per ring per pass: keeps rings fair */
@@ -15,6 +17,8 @@
 #define UPD_LOG_RETRY_MS 1000   /* a failing event log is retried this often */
 
 const uint64_t upd_wake_value = 1;
+
+static int source_note(struct updater *u, const struct event *ev);
 
 /* One event into live state (and trending). */
 static void apply_one(struct updater *u, const struct event *ev, const struct snap *s, bool replay)
@@ -132,6 +136,10 @@ static void commit(struct updater *u)
 	for (uint32_t i = 0; i < u->n_stage; i++) {
 		const struct event *ev = &u->stage[i];
 		apply_one(u, ev, s, false);
+		if (ev->type == EVENT_SOURCE_MARK || (ev->flags & EVENT_FROM_SOURCE))
+			if (source_note(u, ev))
+				log_warn("source_track_failed", "err=\"out of memory\" detail=\"the next checkpoint "
+					 "may resume Kafka from an older offset\"");
 		u->rings[ev->seq >> 48].taken++;
 	}
 	ck_epoch_end(&u->rec, NULL);
@@ -217,6 +225,100 @@ static bool rings_empty(struct updater *u)
 	return true;
 }
 
+/* ---- checkpoints (checkpoint.h) ---- */
+
+/* Sync and rotate the log, write live state at the log's position, then
+ * keep the CKPT_KEEP newest checkpoints and delete the segments below the
+ * oldest kept. Updater thread only, between batches. */
+static int checkpoint(struct updater *u, const char *why)
+{
+	uint64_t t0 = now_ns();
+	u->ckpt_last_ns = t0;   /* a failure is retried after the next interval, not in a loop */
+	u->ckpt_last_bytes = u->log->stats.bytes;
+	if (u->log_failed)
+		return -EAGAIN;
+	if (u->n_stage)
+		commit(u);
+	int r = evlog_rotate(u->log);
+	if (r) {
+		log_trouble(u, "rotate", r);
+		return r;
+	}
+	publish(u);   /* everything is durable now */
+	uint64_t pos = evlog_position(u->log);
+	if (pos == u->ckpt_last_pos)
+		return 0;   /* nothing new since the newest checkpoint */
+	struct ckpt_stats st;
+	/* No epoch section: this thread is the only one that retires or frees
+	 * live records, and it does neither while writing; a section held for
+	 * the whole write would only delay snapshot swaps. */
+	r = ckpt_write(u->log->dir_fd, pos, &u->live, u->track, u->track_cap, u->track_cur, &st);
+	if (r) {
+		ck_pr_store_64(&u->stats.checkpoint_errors, u->stats.checkpoint_errors + 1);
+		log_error("checkpoint_failed", "dir=%s position=%llu err=\"%s\" detail=\"the log is kept whole; "
+			  "retried after checkpoint_interval_s\"", u->log->dir, (unsigned long long)pos, strerror(-r));
+		return r;
+	}
+	u->ckpt_last_pos = pos;
+	/* Retention: the log must reach back to the oldest kept checkpoint. */
+	uint64_t *v = NULL, keep = pos, segs = 0, bytes = 0, disk = 0;
+	size_t n = 0;
+	int e = ckpt_list(u->log->dir_fd, &v, &n);
+	if (!e && n >= CKPT_KEEP)
+		keep = v[n - CKPT_KEEP];
+	free(v);
+	if (!e)
+		e = ckpt_prune(u->log->dir_fd, keep);
+	if (!e)
+		e = evlog_trim_before(u->log, keep, &segs, &bytes);
+	if (e)
+		log_warn("checkpoint_trim_failed", "dir=%s err=\"%s\"", u->log->dir, strerror(-e));
+	if (!evlog_disk_bytes(u->log, &disk))
+		ck_pr_store_64(&u->stats.log_disk_bytes, disk);
+	uint64_t ms = (now_ns() - t0) / 1000000;
+	ck_pr_store_64(&u->stats.checkpoint_ms, ms);
+	ck_pr_store_64(&u->stats.checkpoint_wall_ms, now_wall_ms());
+	ck_pr_store_64(&u->stats.checkpoints, u->stats.checkpoints + 1);
+	log_info("checkpoint", "file=%s position=%llu users=%llu items=%llu sources=%llu bytes=%llu ms=%llu "
+		 "write_ms=%llu trimmed_segments=%llu trimmed_bytes=%llu log_bytes=%llu reason=%s",
+		 st.name, (unsigned long long)pos, (unsigned long long)st.users, (unsigned long long)st.items,
+		 (unsigned long long)st.sources, (unsigned long long)st.bytes, (unsigned long long)ms,
+		 (unsigned long long)st.ms, (unsigned long long)segs, (unsigned long long)bytes,
+		 (unsigned long long)disk, why);
+	return 0;
+}
+
+/* Between batches: is a checkpoint due? */
+static void checkpoint_tick(struct updater *u)
+{
+	if (!u->log || u->log_failed)
+		return;
+	const char *why = NULL;
+	if (ck_pr_load_int(&u->ckpt_request)) {
+		ck_pr_store_int(&u->ckpt_request, 0);
+		why = "request";
+	} else if (u->ckpt_log_bytes && u->log->stats.bytes - u->ckpt_last_bytes >= u->ckpt_log_bytes) {
+		why = "log_bytes";
+	} else if (u->ckpt_interval_ns && now_ns() - u->ckpt_last_ns >= u->ckpt_interval_ns &&
+		   evlog_position(u->log) != u->ckpt_last_pos) {
+		why = "interval";
+	}
+	if (why)
+		checkpoint(u, why);
+}
+
+int upd_checkpoint_request(struct updater *u)
+{
+	if (!u->log || !u->started)
+		return -ENOTSUP;
+	ck_pr_store_int(&u->ckpt_request, 1);
+	ck_pr_fence_memory();
+	uint64_t one = 1;
+	if (write(u->wake_fd, &one, sizeof(one)) < 0)
+		return -errno;
+	return 0;
+}
+
 static void *upd_main(void *arg)
 {
 	struct updater *u = arg;
@@ -224,6 +326,7 @@ static void *upd_main(void *arg)
 	while (!ck_pr_load_int(&u->stop)) {
 		uint32_t n = drain(u);
 		log_tick(u);
+		checkpoint_tick(u);
 		ck_epoch_poll(&u->rec);
 		/* At most one rebuild a second; the idle poll keeps ticks coming. */
 		ck_epoch_begin(&u->rec, NULL);
@@ -267,6 +370,10 @@ static void *upd_main(void *arg)
 		else
 			publish(u);
 	}
+	/* A clean stop leaves a checkpoint: the next start replays nothing. */
+	if (u->log && !u->log_failed && (u->ckpt_interval_ns || u->ckpt_log_bytes) &&
+	    evlog_position(u->log) != u->ckpt_last_pos)
+		checkpoint(u, "shutdown");
 	return NULL;
 }
 
@@ -302,53 +409,116 @@ const struct upd_source_pos *upd_source_find(const struct updater *u, const char
 	return p->stream_key ? p : NULL;
 }
 
-/* Replay of one record as far as source positions go. A mark for the
- * message the current position is at continues it (the rest of a message
- * of which only the first events were logged before a crash). */
-static int source_replay(struct updater *u, const struct event *ev)
+/* One source position table: `sources` (the replay's, read by the Kafka
+ * thread after upd_start) or `track` (the updater's, for checkpoints). */
+struct src_tab {
+	struct upd_source_pos **tab;
+	uint32_t *cap, *n;
+	struct upd_source_pos **cur;
+};
+#define SRC_MAIN(u) ((struct src_tab){ &(u)->sources, &(u)->sources_cap, &(u)->n_sources, &(u)->source_cur })
+#define SRC_TRACK(u) ((struct src_tab){ &(u)->track, &(u)->track_cap, &(u)->n_track, &(u)->track_cur })
+
+/* The slot of (stream, part), created (offset -1) when missing. NULL: no memory. */
+static struct upd_source_pos *source_get(struct src_tab t, uint64_t key, uint32_t part, const char *stream,
+					 size_t len)
 {
-	if (ev->type != EVENT_SOURCE_MARK) {
-		if ((ev->flags & EVENT_FROM_SOURCE) && u->source_cur)
-			u->source_cur->events++;
-		return 0;
-	}
-	if ((u->n_sources + 1) * 2 > u->sources_cap) {
-		uint32_t cap = u->sources_cap ? u->sources_cap * 2 : 64;
+	if ((*t.n + 1) * 2 > *t.cap) {
+		uint32_t cap = *t.cap ? *t.cap * 2 : 64;
 		struct upd_source_pos *tab = calloc(cap, sizeof(*tab));
 		if (!tab)
-			return -ENOMEM;
+			return NULL;
 		struct upd_source_pos *cur = NULL;
-		for (uint32_t i = 0; i < u->sources_cap; i++) {
-			struct upd_source_pos *o = &u->sources[i];
+		for (uint32_t i = 0; i < *t.cap; i++) {
+			struct upd_source_pos *o = &(*t.tab)[i];
 			if (!o->stream_key)
 				continue;
 			struct upd_source_pos *n = source_slot(tab, cap, o->stream_key, o->part, o->stream,
 							       strlen(o->stream));
 			*n = *o;
-			if (o == u->source_cur)
+			if (o == *t.cur)
 				cur = n;
 		}
-		u->source_cur = cur;
-		free(u->sources);
-		u->sources = tab;
-		u->sources_cap = cap;
+		*t.cur = cur;
+		free(*t.tab);
+		*t.tab = tab;
+		*t.cap = cap;
 	}
-	uint64_t key = ev->item_key ? ev->item_key : 1;   /* 0 marks a free slot */
-	struct upd_source_pos *p = source_slot(u->sources, u->sources_cap, key, ev->source_part, ev->item_id,
-					       ev->item_len);
+	struct upd_source_pos *p = source_slot(*t.tab, *t.cap, key, part, stream, len);
 	if (!p->stream_key) {
 		p->stream_key = key;
-		p->part = ev->source_part;
-		memcpy(p->stream, ev->item_id, ev->item_len);
-		p->stream[ev->item_len] = 0;
+		p->part = part;
+		memcpy(p->stream, stream, len);
+		p->stream[len] = 0;
 		p->offset = -1;
-		u->n_sources++;
+		(*t.n)++;
 	}
+	return p;
+}
+
+/* One record as far as source positions go. A mark for the message the
+ * current position is at continues it (the rest of a message of which
+ * only the first events were logged before a crash). */
+static int source_note_tab(struct src_tab t, const struct event *ev)
+{
+	if (ev->type != EVENT_SOURCE_MARK) {
+		if ((ev->flags & EVENT_FROM_SOURCE) && *t.cur)
+			(*t.cur)->events++;
+		return 0;
+	}
+	uint64_t key = ev->item_key ? ev->item_key : 1;   /* 0 marks a free slot */
+	struct upd_source_pos *p = source_get(t, key, ev->source_part, ev->item_id, ev->item_len);
+	if (!p)
+		return -ENOMEM;
 	if (p->offset != ev->stock) {
 		p->offset = ev->stock;
 		p->events = 0;
 	}
-	u->source_cur = p;
+	*t.cur = p;
+	return 0;
+}
+
+static int source_replay(struct updater *u, const struct event *ev)
+{
+	return source_note_tab(SRC_MAIN(u), ev);
+}
+
+/* A committed event into the updater's own positions (checkpoints). */
+static int source_note(struct updater *u, const struct event *ev)
+{
+	return source_note_tab(SRC_TRACK(u), ev);
+}
+
+/* A position from a checkpoint into `sources` (ckpt_source_fn). */
+static int source_restore(void *ctx, const struct upd_source_pos *s, bool cur)
+{
+	struct updater *u = ctx;
+	struct upd_source_pos *p = source_get(SRC_MAIN(u), s->stream_key, s->part, s->stream, strlen(s->stream));
+	if (!p)
+		return -ENOMEM;
+	p->offset = s->offset;
+	p->events = s->events;
+	if (cur)
+		u->source_cur = p;
+	return 0;
+}
+
+/* After the replay: the updater's own copy starts equal to `sources`. */
+static int track_init(struct updater *u)
+{
+	for (uint32_t i = 0; i < u->sources_cap; i++) {
+		const struct upd_source_pos *o = &u->sources[i];
+		if (!o->stream_key)
+			continue;
+		struct upd_source_pos *p = source_get(SRC_TRACK(u), o->stream_key, o->part, o->stream,
+						      strlen(o->stream));
+		if (!p)
+			return -ENOMEM;
+		p->offset = o->offset;
+		p->events = o->events;
+		if (o == u->source_cur)
+			u->track_cur = p;
+	}
 	return 0;
 }
 
@@ -364,6 +534,41 @@ static int replay_one(void *ctx, const struct event *ev)
 	if (++u->stats.recovered % 4096 == 0)
 		ck_epoch_poll(&u->rec);
 	return 0;
+}
+
+/* The newest checkpoint of `dir` that reads back good, into live state
+ * and `sources`. A bad one is logged and the next older one tried; with
+ * none, *have stays false and the whole log is replayed. Never fails the
+ * start: the log is still there. */
+static void load_checkpoint(struct updater *u, const char *dir, struct ckpt_stats *cs, bool *have)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;   /* a new directory: evlog_open creates it */
+	uint64_t *v = NULL;
+	size_t n = 0;
+	int e = ckpt_list(dfd, &v, &n);
+	if (e)
+		log_error("checkpoint_bad", "dir=%s err=\"%s\" detail=\"cannot list checkpoints: the whole log is "
+			  "replayed\"", dir, strerror(-e));
+	for (size_t i = n; i-- > 0;) {
+		e = ckpt_load(dfd, v[i], &u->live, source_restore, u, cs);
+		if (!e) {
+			*have = true;
+			break;
+		}
+		log_error("checkpoint_bad", "dir=%s file=%s err=\"%s\" detail=\"%s\"", dir, cs->name, strerror(-e),
+			  i ? "the previous checkpoint is used" : "the whole log (what is left of it) is replayed");
+		/* start over from nothing: part of it may be loaded */
+		live_clear(&u->live);
+		free(u->sources);
+		u->sources = NULL;
+		u->source_cur = NULL;
+		u->sources_cap = u->n_sources = 0;
+		ck_epoch_poll(&u->rec);
+	}
+	free(v);
+	close(dfd);
 }
 
 /* Open the event log of srv->cfg and replay it into live state. Runs
@@ -389,7 +594,15 @@ static int open_log(struct updater *u)
 	u->log = calloc(1, sizeof(*u->log));
 	if (!u->log)
 		return -ENOMEM;
-	struct evlog_opts o = { .retain = d != EVLOG_NONE };
+	u->ckpt_interval_ns = (uint64_t)cfg->checkpoint_interval_s * 1000000000ull;
+	u->ckpt_log_bytes = (uint64_t)cfg->checkpoint_log_bytes;
+	u->ckpt_last_pos = UINT64_MAX;
+	uint64_t t0 = now_ns();
+	struct ckpt_stats cs;
+	memset(&cs, 0, sizeof(cs));
+	bool have_ckpt = false;
+	load_checkpoint(u, dir, &cs, &have_ckpt);
+	struct evlog_opts o = { .retain = d != EVLOG_NONE, .replay_from = have_ckpt ? cs.position : 0 };
 	struct evlog_recovery rec;
 	int r = evlog_open(u->log, dir, &o, replay_one, u, &rec);
 	if (r) {
@@ -402,9 +615,25 @@ static int open_log(struct updater *u)
 		return r;
 	}
 	ck_epoch_poll(&u->rec);
-	log_info("recovered", "events=%llu ms=%llu segments=%llu bytes=%llu cut_bytes=%llu unreplayed_bytes=%llu "
+	if ((r = track_init(u)))
+		return r;
+	u->ckpt_last_ns = now_ns();
+	if (have_ckpt) {
+		u->ckpt_last_pos = cs.position;
+		ck_pr_store_64(&u->stats.checkpoint_wall_ms, cs.created_ms);
+	}
+	uint64_t disk = 0;
+	if (!evlog_disk_bytes(u->log, &disk))
+		ck_pr_store_64(&u->stats.log_disk_bytes, disk);
+	uint64_t ms = (now_ns() - t0) / 1000000;
+	ck_pr_store_64(&u->stats.recovery_ms, ms);
+	log_info("recovered", "events=%llu ms=%llu checkpoint=%s users=%llu items=%llu sources=%llu checkpoint_ms=%llu "
+		 "replay_ms=%llu segments=%llu bytes=%llu cut_bytes=%llu unreplayed_bytes=%llu "
 		 "dir=%s durability=%s%s",
-		 (unsigned long long)rec.events, (unsigned long long)rec.ms, (unsigned long long)rec.segments,
+		 (unsigned long long)rec.events, (unsigned long long)ms, have_ckpt ? cs.name : "none",
+		 (unsigned long long)u->live.stats.users, (unsigned long long)u->live.stats.items,
+		 (unsigned long long)u->n_sources, (unsigned long long)cs.ms,
+		 (unsigned long long)rec.ms, (unsigned long long)rec.segments,
 		 (unsigned long long)rec.bytes, (unsigned long long)rec.cut_bytes,
 		 (unsigned long long)rec.unreplayed_bytes, dir, evlog_durability_names[d],
 		 rec.stopped ? " incomplete=true" : "");
@@ -490,6 +719,10 @@ void upd_stop(struct updater *u)
 	u->sources = NULL;
 	u->source_cur = NULL;
 	u->sources_cap = u->n_sources = 0;
+	free(u->track);
+	u->track = NULL;
+	u->track_cur = NULL;
+	u->track_cap = u->n_track = 0;
 	if (u->rings)
 		for (uint32_t i = 0; i < u->n_rings; i++)
 			free(u->rings[i].buf);

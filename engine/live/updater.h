@@ -43,6 +43,18 @@
  * source events followed it (upd_source_find). Marks change no live state.
  * This relies on a single source ring: a second one would need its marks
  * and events told apart (e.g. by a source id in the mark).
+ *
+ * Checkpoints (live/checkpoint.h): the updater also keeps its own copy of
+ * the source positions (`track`), continued from the replay and updated
+ * by every committed event, because `sources` is read by the Kafka thread
+ * without a lock and must not change after upd_start. A checkpoint stores
+ * `track`; a start loads it into `sources` and the replay of the log tail
+ * continues it, so source marks survive a checkpoint and the trimming of
+ * the segments that held them. Checkpoints are written by the updater
+ * thread between batches (no event is applied meanwhile): when
+ * checkpoint_interval_s has passed or checkpoint_log_bytes were logged
+ * since the last one, when upd_checkpoint_request asks, and at a clean
+ * stop. With both settings 0 only the request writes one.
  */
 #ifndef RECD_UPDATER_H
 #define RECD_UPDATER_H
@@ -75,6 +87,12 @@ struct upd_stats {
 	uint64_t wakeups;
 	uint64_t recovered;     /* events replayed from the log at start */
 	uint64_t log_errors;    /* failed event log appends, writes or syncs */
+	uint64_t checkpoints;   /* written since start */
+	uint64_t checkpoint_errors;
+	uint64_t checkpoint_ms; /* duration of the last one */
+	uint64_t checkpoint_wall_ms;  /* when the last one (written or loaded) was taken; 0: none */
+	uint64_t log_disk_bytes;      /* event log segments on disk after the last checkpoint or start */
+	uint64_t recovery_ms;   /* checkpoint load + log replay at start */
 };
 
 /* A source position recovered from the log (see above): the events of
@@ -119,6 +137,17 @@ struct updater {
 	struct upd_source_pos *sources;
 	uint32_t sources_cap, n_sources;   /* cap: 0 or a power of two */
 	struct upd_source_pos *source_cur; /* replay: the mark the next source events follow */
+	/* The updater's own source positions, kept current for checkpoints. */
+	struct upd_source_pos *track;
+	uint32_t track_cap, n_track;
+	struct upd_source_pos *track_cur;
+	/* Checkpoints (checkpoint.h). */
+	uint64_t ckpt_interval_ns;     /* 0: not by time */
+	uint64_t ckpt_log_bytes;       /* 0: not by log growth */
+	uint64_t ckpt_last_ns;
+	uint64_t ckpt_last_bytes;      /* log->stats.bytes at the last checkpoint */
+	uint64_t ckpt_last_pos;        /* log position of the newest checkpoint (UINT64_MAX: none) */
+	int ckpt_request;              /* ck_pr: upd_checkpoint_request was called */
 };
 
 /* Create the rings (n_rings, each ring_size entries, a power of two),
@@ -134,6 +163,10 @@ void upd_stop(struct updater *u);
  * from upd_start to upd_stop. */
 const struct upd_source_pos *upd_source_find(const struct updater *u, const char *stream, size_t len,
 					     uint32_t part);
+
+/* Ask the updater thread for a checkpoint as soon as it can (any thread);
+ * stats.checkpoints counts it when done. -ENOTSUP without an event log. */
+int upd_checkpoint_request(struct updater *u);
 
 /* ---- producer side (worker `ring` only) ---- */
 static inline uint32_t upd_room(struct updater *u, uint32_t ring)

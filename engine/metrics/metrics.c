@@ -428,6 +428,25 @@ void metrics_render(struct buf *out, const struct metrics_gauges *g)
 		       "Event log segments started.", g->event_log_rotations);
 	metrics_scalar(out, "recd_event_log_errors_total", "counter",
 		       "Failed event log writes, syncs or rotations (events wait, or 503).", g->event_log_errors);
+	metrics_scalar(out, "recd_checkpoints_total", "counter",
+		       "Checkpoints of live state written since start.", g->checkpoints);
+	metrics_scalar(out, "recd_checkpoint_errors_total", "counter",
+		       "Checkpoints that could not be written (the log is kept whole).", g->checkpoint_errors);
+	metrics_family(out, "recd_checkpoint_seconds", "gauge",
+		       "Duration of the last checkpoint (the event path pauses this long).");
+	buf_puts_lit(out, "recd_checkpoint_seconds ");
+	metrics_put_seconds(out, g->checkpoint_ms * 1000);
+	buf_putc(out, '\n');
+	metrics_scalar(out, "recd_checkpoint_timestamp_seconds", "gauge",
+		       "Unix time of the newest checkpoint (written or loaded at start); 0: none.",
+		       g->checkpoint_wall_ms / 1000);
+	metrics_scalar(out, "recd_event_log_disk_bytes", "gauge",
+		       "Event log segment bytes on disk, as of the last checkpoint or start.", g->event_log_disk_bytes);
+	metrics_family(out, "recd_recovery_seconds", "gauge",
+		       "Time the start took to load the checkpoint and replay the event log.");
+	buf_puts_lit(out, "recd_recovery_seconds ");
+	metrics_put_seconds(out, g->recovery_ms * 1000);
+	buf_putc(out, '\n');
 	if (g->kafka) {
 		metrics_scalar(out, "recd_kafka_lag", "gauge",
 			       "Kafka messages not yet applied, summed over the assigned partitions.", g->kafka_lag);

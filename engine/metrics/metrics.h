@@ -112,6 +112,12 @@ struct metrics_gauges {
 	uint64_t events_recovered;
 	uint64_t event_log_records, event_log_bytes, event_log_syncs, event_log_rotations;
 	uint64_t event_log_errors;
+	/* Checkpoints (live/checkpoint.h). */
+	uint64_t checkpoints, checkpoint_errors;
+	uint64_t checkpoint_ms;              /* duration of the last one */
+	uint64_t checkpoint_wall_ms;         /* when the newest was written; 0: none */
+	uint64_t event_log_disk_bytes;       /* segments on disk at the last checkpoint or start */
+	uint64_t recovery_ms;                /* checkpoint load + replay at start */
 	/* The Kafka event source (events/kafka.h); rendered only when on. */
 	bool kafka;
 	uint64_t kafka_lag, kafka_partitions, kafka_messages, kafka_events, kafka_events_rejected;

@@ -820,6 +820,9 @@ static void *worker_main(void *arg)
 		ck_pr_store_64(&w->slot->turns, w->slot->turns + 1);
 		if (unlikely(ck_pr_load_64(&w->slot->stall_ms)))
 			debug_stall(w);
+		/* Completions waiting at the start of this turn: how far behind
+		 * the worker is (the request path sheds costly work past a bound). */
+		w->api.backlog = io_uring_cq_ready(&w->ring);
 		api_worker_turn(&w->api);
 		ck_epoch_begin(&w->epoch_rec, NULL);
 		struct io_uring_cqe *cqe;

@@ -24,7 +24,7 @@
 #define PIPE_FETCH_FACTOR 4u
 #define PIPE_FILL_WEIGHT 0.3f      /* popular items that only fill a short list */
 
-const char *const pipe_cache_names[] = { "none", "fresh", "stale", "miss", "no_vector", NULL };
+const char *const pipe_cache_names[] = { "none", "fresh", "stale", "miss", "no_vector", "shed", NULL };
 
 struct pipe_worker {
 	struct rec_scratch *rec;
@@ -526,6 +526,12 @@ uint32_t pipe_gather(struct pipe_worker *pw, const struct pipe_request *rq, cons
 			}
 			if (l)
 				pw->cache = PIPE_CACHE_MISS;
+			if (rq->shed) {
+				/* Overloaded: the other sources of the route fill the
+				 * list; the shopper's list is on its way (hinted). */
+				pw->cache = PIPE_CACHE_SHED;
+				break;
+			}
 			const float *vec = q->user != LUA_NO_ITEM ? snap_user_vec(s, q->user) : session_query(pw);
 			if (vec)
 				got = rec_topk_keep(s, vec, k, -1, miss_nprobe(rq), pw->rec, keep_item, pw, tmp);
@@ -542,7 +548,7 @@ uint32_t pipe_gather(struct pipe_worker *pw, const struct pipe_request *rq, cons
 				got = from_refresh(pw, l, l->n_search, l->n, k, tmp);
 				break;
 			}
-			const float *vec = session_query(pw);
+			const float *vec = rq->shed ? NULL : session_query(pw);
 			if (vec)
 				got = rec_topk_keep(s, vec, k, -1, miss_nprobe(rq), pw->rec, keep_item, pw, tmp);
 			break;

@@ -50,6 +50,7 @@ struct pipe_request {
 	uint32_t nprobe_miss;         /**< the same for a personal search on demand while the
 	                                   shopper's precomputed list is on its way (0 = nprobe) */
 	bool personalize;             /**< false: consent withdrawn — no user state is read */
+	bool shed;                    /**< the worker is behind: no personal search on demand */
 };
 
 /** Where the personal candidates came from (the per-user lists are
@@ -60,6 +61,7 @@ enum pipe_cache {
 	PIPE_CACHE_STALE,             /**< a list older than the shopper's last event: searched again */
 	PIPE_CACHE_MISS,              /**< no list yet: searched on demand (and one is asked for) */
 	PIPE_CACHE_NO_VECTOR,         /**< nothing to personalise with: other sources only */
+	PIPE_CACHE_SHED,              /**< no list and the worker was behind: other sources only */
 	PIPE_CACHE__COUNT,
 };
 extern const char *const pipe_cache_names[];

@@ -124,7 +124,12 @@ class Crash(unittest.TestCase):
             d.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def start(self, *extra, durability="always"):
+    def start(self, *extra, durability="always", checkpoints=False):
+        # The log-only cases turn checkpoints off (a clean stop would write
+        # one and the next start would replay nothing); Checkpoints below
+        # turns them on.
+        if not checkpoints:
+            extra = ("--checkpoint-interval-s", "0", "--checkpoint-log-bytes", "0") + tuple(extra)
         d = Daemon(DATA.snapshot, "--durability", durability, "--event-log-dir", self.logdir, *extra)
         self.daemons.append(d)
         return d
@@ -245,6 +250,113 @@ class Crash(unittest.TestCase):
         d.stop(signal.SIGKILL)
         d2 = self.start(durability="none")
         self.assertEqual(recovered_count(d2.log()), 30)
+        self.check_acked(d2, acked)
+
+    # ---- checkpoints (live/checkpoint.h) ----
+
+    def metric(self, d, name):
+        a = Conn(d.admin_port)
+        try:
+            _, _, raw = a.request("GET", "/metrics")
+        finally:
+            a.close()
+        m = re.search(r"^%s (\S+)$" % re.escape(name), raw.decode(), re.M)
+        return float(m.group(1)) if m else None
+
+    def wait_checkpoints(self, d, n, timeout=15):
+        end = time.time() + timeout
+        while time.time() < end:
+            if (self.metric(d, "recd_checkpoints_total") or 0) >= n:
+                return
+            time.sleep(0.05)
+        self.fail("no checkpoint #%d: %s" % (n, d.log()))
+
+    def force_checkpoint(self, d):
+        before = self.metric(d, "recd_checkpoints_total") or 0
+        a = Conn(d.admin_port)
+        status, _, raw = a.request("POST", "/admin/checkpoint", {})
+        a.close()
+        self.assertEqual(status, 202, raw)
+        self.wait_checkpoints(d, before + 1)
+
+    def test_checkpoint_trim_kill9_replays_only_the_tail(self):
+        d = self.start("--checkpoint-log-bytes", "4000", "--checkpoint-interval-s", "0", checkpoints=True)
+        c = Conn(d.port)
+        acked = []
+        for i in range(120):
+            batch = [{"type": "purchase", "user_id": "ck-u%d" % (i % 9), "item_id": DATA.item_ids[i]},
+                     {"type": "add_to_cart", "user_id": "ck-u%d" % (i % 9), "item_id": DATA.item_ids[400 + i]}]
+            status, _, raw = c.request("POST", "/v1/events", batch)
+            self.assertEqual(status, 202, raw)
+            acked.extend(batch)
+        self.wait_checkpoints(d, 2)
+        self.assertRegex(d.log(), r"msg=checkpoint file=checkpoint-\d+\.ckpt .*reason=log_bytes")
+        segs = sorted(glob.glob(os.path.join(self.logdir, "events-*.log")))
+        self.assertNotIn("events-00000000000000000000.log", [os.path.basename(x) for x in segs])
+        ckpts = sorted(glob.glob(os.path.join(self.logdir, "checkpoint-*.ckpt")))
+        self.assertLessEqual(len(ckpts), 2)
+        # a tail after the last checkpoint, then a crash
+        tail = [{"type": "purchase", "user_id": "ck-tail", "item_id": DATA.item_ids[900 + i]} for i in range(3)]
+        self.assertEqual(c.request("POST", "/v1/events", tail)[0], 202)
+        c.close()
+        d.stop(signal.SIGKILL)
+        d2 = self.start(checkpoints=True)
+        m = re.search(r"msg=recovered events=(\d+) ms=\d+ checkpoint=(checkpoint-\d+\.ckpt) users=(\d+)", d2.log())
+        self.assertIsNotNone(m, d2.log())
+        self.assertLess(int(m.group(1)), len(acked) + len(tail))   # only the tail since that checkpoint
+        self.assertGreaterEqual(int(m.group(1)), len(tail))
+        self.check_acked(d2, acked + tail)
+        # a clean stop writes one more: the next start replays nothing
+        self.assertEqual(d2.stop(), 0)
+        self.assertRegex(d2.log(), r"msg=checkpoint .*reason=shutdown")
+        d3 = self.start(checkpoints=True)
+        self.assertEqual(recovered_count(d3.log()), 0)
+        self.check_acked(d3, acked + tail)
+
+    def test_forgotten_user_leaves_the_disk(self):
+        d = self.start(durability="batch", checkpoints=True)
+        c = Conn(d.port)
+        for uid in ("erase-me-7f3a", "stay-here"):
+            self.assertEqual(c.request("POST", "/v1/events", [
+                {"type": "purchase", "user_id": uid, "item_id": DATA.item_ids[5]},
+                {"type": "add_to_cart", "user_id": uid, "item_id": DATA.item_ids[6]}])[0], 202)
+        a = Conn(d.admin_port)
+        self.assertEqual(a.request("DELETE", "/v1/users/erase-me-7f3a")[0], 202)
+        a.close()
+        self.force_checkpoint(d)
+        # the older kept checkpoint still needs the log below it: one more
+        # event and checkpoint, and the forget's segment is gone too
+        self.assertEqual(c.request("POST", "/v1/events", [
+            {"type": "view", "user_id": "stay-here", "item_id": DATA.item_ids[7]}])[0], 202)
+        c.close()
+        self.force_checkpoint(d)
+        for f in os.listdir(self.logdir):
+            with open(os.path.join(self.logdir, f), "rb") as fh:
+                self.assertNotIn(b"erase-me-7f3a", fh.read(), f)
+        d.stop(signal.SIGKILL)
+        d2 = self.start(durability="batch", checkpoints=True)
+        self.assertEqual(self.user_state(d2, "erase-me-7f3a")[0], 404)
+        self.check_acked(d2, [{"type": "purchase", "user_id": "stay-here", "item_id": DATA.item_ids[5]},
+                              {"type": "add_to_cart", "user_id": "stay-here", "item_id": DATA.item_ids[6]}])
+
+    def test_bad_checkpoint_falls_back(self):
+        d = self.start(checkpoints=True)
+        c = Conn(d.port)
+        acked = [{"type": "purchase", "user_id": "fb-u", "item_id": DATA.item_ids[i]} for i in range(4)]
+        self.assertEqual(c.request("POST", "/v1/events", acked[:2])[0], 202)
+        self.force_checkpoint(d)
+        self.assertEqual(c.request("POST", "/v1/events", acked[2:])[0], 202)
+        c.close()
+        self.force_checkpoint(d)
+        d.stop(signal.SIGKILL)
+        newest = sorted(glob.glob(os.path.join(self.logdir, "checkpoint-*.ckpt")))[-1]
+        with open(newest, "r+b") as f:
+            f.seek(100)
+            b = f.read(1)
+            f.seek(100)
+            f.write(bytes([b[0] ^ 0xff]))
+        d2 = self.start(checkpoints=True)
+        self.assertIn("msg=checkpoint_bad", d2.log())
         self.check_acked(d2, acked)
 
     def test_forgotten_user_stays_forgotten(self):

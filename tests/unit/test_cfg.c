@@ -93,8 +93,8 @@ static void test_defaults(void)
 		if (k->type == CFG_INT)
 			CHECK(k->min <= k->max);
 	}
-	/* 50 fields in struct recd_config, one row each. */
-	CHECK(cfg_table_len == 50);
+	/* 53 fields in struct recd_config, one row each. */
+	CHECK(cfg_table_len == 53);
 	/* access_log_sample: a fraction 0..1 kept per million. */
 	CHECK(cfg_set(&c, "access_log_sample", "0.001", err, sizeof(err)) == 0 && c.access_log_sample == 1000);
 	CHECK(cfg_set(&c, "access_log_sample", "1", err, sizeof(err)) == 0 && c.access_log_sample == 1000000);
