@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/epoch_hs.h"
 #include "live/live.h"
 
 /* Both record kinds start with the same header, so one hash and one
@@ -11,51 +12,6 @@ struct live_rec {
 	ck_epoch_entry_t retire;
 	uint64_t key;
 };
-
-/* ck_hs calls its allocator without a context pointer; the writer's
- * epoch record for deferred frees is set on entry to every writer call
- * (there is one writer thread). */
-static __thread ck_epoch_record_t *writer_rec;
-
-struct deferred_free {
-	ck_epoch_entry_t e;
-	void *p;
-};
-
-static void deferred_free_cb(ck_epoch_entry_t *e)
-{
-	struct deferred_free *d = (struct deferred_free *)e;
-	free(d->p);
-	free(d);
-}
-
-static void *hs_malloc(size_t n)
-{
-	return malloc(n);
-}
-
-static void hs_free(void *p, size_t n, bool defer)
-{
-	(void)n;
-	if (!defer || !writer_rec) {
-		free(p);
-		return;
-	}
-	struct deferred_free *d = malloc(sizeof(*d));
-	if (!d)
-		return;   /* leak one old table rather than free it under a reader */
-	d->p = p;
-	ck_epoch_call(writer_rec, &d->e, deferred_free_cb);
-}
-
-static void *hs_realloc(void *p, size_t old, size_t n, bool defer)
-{
-	(void)old;
-	(void)defer;
-	return realloc(p, n);
-}
-
-static struct ck_malloc hs_allocator = { hs_malloc, hs_realloc, hs_free };
 
 static unsigned long hs_hash(const void *obj, unsigned long seed)
 {
@@ -76,9 +32,9 @@ int live_init(struct live *lv, uint32_t dim, uint64_t max_users, ck_epoch_record
 	lv->writer = writer;
 	lv->session_half_life_ms = 30 * 60 * 1000;
 	unsigned mode = CK_HS_MODE_OBJECT | CK_HS_MODE_SPMC | CK_HS_MODE_DELETE;
-	if (!ck_hs_init(&lv->users, mode, hs_hash, hs_compare, &hs_allocator, 1024, 0x5eed))
+	if (!ck_hs_init(&lv->users, mode, hs_hash, hs_compare, &epoch_hs_allocator, 1024, 0x5eed))
 		return -ENOMEM;
-	if (!ck_hs_init(&lv->items, mode, hs_hash, hs_compare, &hs_allocator, 256, 0x5eed)) {
+	if (!ck_hs_init(&lv->items, mode, hs_hash, hs_compare, &epoch_hs_allocator, 256, 0x5eed)) {
 		ck_hs_destroy(&lv->users);
 		return -ENOMEM;
 	}
@@ -99,7 +55,7 @@ void live_destroy(struct live *lv)
 {
 	ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
 	void *obj;
-	writer_rec = NULL;
+	epoch_hs_writer(NULL);
 	while (ck_hs_next(&lv->users, &it, &obj)) {
 		struct live_user *u = obj;
 		free((void *)u->purchased);
@@ -311,7 +267,7 @@ static int apply_item_update(struct live *lv, const struct event *ev)
 
 bool live_forget_user(struct live *lv, uint64_t key)
 {
-	writer_rec = lv->writer;
+	epoch_hs_writer(lv->writer);
 	struct live_rec probe = { .key = key };
 	struct live_user *u = ck_hs_remove(&lv->users, key, &probe);
 	if (!u)
@@ -325,7 +281,7 @@ bool live_forget_user(struct live *lv, uint64_t key)
 
 int live_apply(struct live *lv, const struct event *ev, const struct snap *s)
 {
-	writer_rec = lv->writer;
+	epoch_hs_writer(lv->writer);
 	if (ev->type == EVENT_ITEM_UPDATE)
 		return apply_item_update(lv, ev);
 	if (ev->type == EVENT_FORGET_USER || (ev->flags & EVENT_NO_PERSONALIZE)) {
@@ -391,7 +347,7 @@ int live_apply(struct live *lv, const struct event *ev, const struct snap *s)
 
 void live_clear(struct live *lv)
 {
-	writer_rec = lv->writer;
+	epoch_hs_writer(lv->writer);
 	for (int t = 0; t < 2; t++) {
 		ck_hs_t *hs = t ? &lv->items : &lv->users;
 		uint64_t n = ck_hs_count(hs), k = 0;
@@ -439,7 +395,7 @@ size_t live_user_size(const struct live *lv)
 
 int live_restore_user(struct live *lv, struct live_user *u)
 {
-	writer_rec = NULL;   /* no reader yet: a replaced table goes at once */
+	epoch_hs_writer(NULL);   /* no reader yet: a replaced table goes at once */
 	void *prev = NULL;
 	if (!ck_hs_set(&lv->users, u->key, u, &prev)) {
 		free((void *)u->purchased);
@@ -457,7 +413,7 @@ int live_restore_user(struct live *lv, struct live_user *u)
 
 int live_restore_item(struct live *lv, struct live_item *it)
 {
-	writer_rec = NULL;
+	epoch_hs_writer(NULL);
 	void *prev = NULL;
 	if (!ck_hs_set(&lv->items, it->key, it, &prev)) {
 		free(it);
@@ -478,7 +434,7 @@ static int cmp_u64(const void *a, const void *b)
 
 uint64_t live_evict(struct live *lv, uint64_t now_ms, uint64_t idle_ms)
 {
-	writer_rec = lv->writer;
+	epoch_hs_writer(lv->writer);
 	uint64_t cutoff = now_ms > idle_ms ? now_ms - idle_ms : 0;
 	uint64_t count = ck_hs_count(&lv->users);
 	if (count > lv->max_users) {

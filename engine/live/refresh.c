@@ -12,6 +12,7 @@
 #include <xxhash.h>
 #include <ck_pr.h>
 #include "core/log.h"
+#include "core/epoch_hs.h"
 #include "live/refresh.h"
 
 #define OP_REQUEST 1u
@@ -31,51 +32,6 @@ struct refresh_probe {
 	ck_epoch_entry_t retire;
 	uint64_t user_key;
 };
-
-/* ck_hs calls its allocator without a context: the writer's epoch record
- * for deferred frees of old tables is the refresh thread's (set when it
- * starts; the only thread that writes the table while readers exist). */
-static __thread ck_epoch_record_t *hs_rec;
-
-struct deferred_free {
-	ck_epoch_entry_t e;
-	void *p;
-};
-
-static void deferred_free_cb(ck_epoch_entry_t *e)
-{
-	struct deferred_free *d = (struct deferred_free *)e;
-	free(d->p);
-	free(d);
-}
-
-static void *hs_malloc(size_t n)
-{
-	return malloc(n);
-}
-
-static void hs_free(void *p, size_t n, bool defer)
-{
-	(void)n;
-	if (!defer || !hs_rec) {
-		free(p);
-		return;
-	}
-	struct deferred_free *d = malloc(sizeof(*d));
-	if (!d)
-		return;   /* leak one old table rather than free it under a reader */
-	d->p = p;
-	ck_epoch_call(hs_rec, &d->e, deferred_free_cb);
-}
-
-static void *hs_realloc(void *p, size_t old, size_t n, bool defer)
-{
-	(void)old;
-	(void)defer;
-	return realloc(p, n);
-}
-
-static struct ck_malloc hs_allocator = { hs_malloc, hs_realloc, hs_free };
 
 static unsigned long hs_hash(const void *obj, unsigned long seed)
 {
@@ -723,7 +679,7 @@ static void yield_to_workers(void)
 static void *refresh_main(void *arg)
 {
 	struct refresh *r = arg;
-	hs_rec = &r->rec;
+	epoch_hs_writer(&r->rec);
 	yield_to_workers();
 	while (!ck_pr_load_int(&r->stop)) {
 		if (ck_pr_load_int(&r->flush) && ck_pr_fas_int(&r->flush, 0)) {
@@ -875,7 +831,7 @@ int refresh_start(struct refresh *r, struct recd_server *srv, struct live *lv, c
 	r->rec_registered = true;
 	int err = -ENOMEM;
 	unsigned mode = CK_HS_MODE_OBJECT | CK_HS_MODE_SPMC | CK_HS_MODE_DELETE;
-	if (!ck_hs_init(&r->lists, mode, hs_hash, hs_compare, &hs_allocator, 1024, 0x5eed))
+	if (!ck_hs_init(&r->lists, mode, hs_hash, hs_compare, &epoch_hs_allocator, 1024, 0x5eed))
 		goto fail;
 	r->hs_ready = true;
 	r->ring_buf = calloc(o->ring_size, sizeof(*r->ring_buf));
