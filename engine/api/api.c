@@ -202,7 +202,7 @@ static void api_write_head(struct buf *out, int status, const char *ctype, size_
 	buf_puts_lit(out, "\r\n");
 }
 
-static void api_write(struct buf *out, int status, const char *ctype, const struct buf *body, bool close,
+void api_write(struct buf *out, int status, const char *ctype, const struct buf *body, bool close,
 		      const char *extra_headers)
 {
 	api_write_head(out, status, ctype, body->len, close, extra_headers);
@@ -235,9 +235,7 @@ void api_thread_exit(void)
 #define JSON_CT "application/json"
 
 /* Format a bounded error detail; long user input is cut, never echoed whole. */
-static int api_fail(struct buf *out, bool close, int status, const char *error, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-static int api_fail(struct buf *out, bool close, int status, const char *error, const char *fmt, ...)
+int api_fail(struct buf *out, bool close, int status, const char *error, const char *fmt, ...)
 {
 	char detail[512];
 	va_list ap;
@@ -248,7 +246,7 @@ static int api_fail(struct buf *out, bool close, int status, const char *error, 
 	return status;
 }
 
-static bool placement_valid(const char *p, size_t n)
+bool api_word_valid(const char *p, size_t n)
 {
 	if (n == 0 || n > 64)
 		return false;
@@ -261,7 +259,7 @@ static bool placement_valid(const char *p, size_t n)
 	return true;
 }
 
-static bool id_valid(const char *p, size_t n)
+bool api_id_valid(const char *p, size_t n)
 {
 	if (n == 0 || n > API_MAX_ID_LEN)
 		return false;
@@ -428,7 +426,7 @@ static int api_recommend_get(struct api_worker *w, const struct http_request *re
 	r = http_query_get(req->query, "user_id", p.user_id, sizeof(p.user_id));
 	if (r == -ENOENT)
 		p.user_len = -1;
-	else if (r < 0 || !id_valid(p.user_id, (size_t)r))
+	else if (r < 0 || !api_id_valid(p.user_id, (size_t)r))
 		return api_fail(out, close, 400, "bad_request",
 				"user_id must be 1..%d bytes of printable text", API_MAX_ID_LEN);
 	else
@@ -437,7 +435,7 @@ static int api_recommend_get(struct api_worker *w, const struct http_request *re
 	r = http_query_get(req->query, "item_id", p.item_id, sizeof(p.item_id));
 	if (r == -ENOENT)
 		p.item_len = -1;
-	else if (r < 0 || !id_valid(p.item_id, (size_t)r))
+	else if (r < 0 || !api_id_valid(p.item_id, (size_t)r))
 		return api_fail(out, close, 400, "bad_request",
 				"item_id must be 1..%d bytes of printable text", API_MAX_ID_LEN);
 	else
@@ -451,7 +449,7 @@ static int api_recommend_get(struct api_worker *w, const struct http_request *re
 	r = http_query_get(req->query, "placement", p.placement, sizeof(p.placement));
 	if (r == -ENOENT)
 		p.placement[0] = 0;
-	else if (r < 0 || !placement_valid(p.placement, (size_t)r))
+	else if (r < 0 || !api_word_valid(p.placement, (size_t)r))
 		return api_fail(out, close, 400, "bad_request",
 				"placement must be 1..64 characters of [A-Za-z0-9_.-]");
 	static const char *const ctx_keys[] = { "device", "region" };
@@ -460,7 +458,7 @@ static int api_recommend_get(struct api_worker *w, const struct http_request *re
 		r = http_query_get(req->query, ctx_keys[i], dst, sizeof(p.device));
 		if (r == -ENOENT)
 			dst[0] = 0;
-		else if (r < 0 || !placement_valid(dst, (size_t)r))
+		else if (r < 0 || !api_word_valid(dst, (size_t)r))
 			return api_fail(out, close, 400, "bad_request",
 					"%s must be 1..64 characters of [A-Za-z0-9_.-]", ctx_keys[i]);
 	}
@@ -529,7 +527,7 @@ static int api_recommend_post(struct api_worker *w, const struct http_request *r
 			if (vt->type != JSON_NULL) {
 				if (json_string_field(s, vt, "user_id", p.user_id, sizeof(p.user_id), &p.user_len,
 						      err, sizeof(err)) ||
-				    !id_valid(p.user_id, (size_t)p.user_len))
+				    !api_id_valid(p.user_id, (size_t)p.user_len))
 					return api_fail(out, close, 400, "bad_request",
 							"user_id must be 1..%d bytes of printable text",
 							API_MAX_ID_LEN);
@@ -538,7 +536,7 @@ static int api_recommend_post(struct api_worker *w, const struct http_request *r
 			if (vt->type != JSON_NULL) {
 				if (json_string_field(s, vt, "item_id", p.item_id, sizeof(p.item_id), &p.item_len,
 						      err, sizeof(err)) ||
-				    !id_valid(p.item_id, (size_t)p.item_len))
+				    !api_id_valid(p.item_id, (size_t)p.item_len))
 					return api_fail(out, close, 400, "bad_request",
 							"item_id must be 1..%d bytes of printable text",
 							API_MAX_ID_LEN);
@@ -551,7 +549,7 @@ static int api_recommend_post(struct api_worker *w, const struct http_request *r
 		} else if (!strcmp(key, "placement")) {
 			if (json_string_field(s, vt, "placement", p.placement, sizeof(p.placement), &plen, err,
 					      sizeof(err)) ||
-			    !placement_valid(p.placement, (size_t)plen))
+			    !api_word_valid(p.placement, (size_t)plen))
 				return api_fail(out, close, 400, "bad_request",
 						"placement must be 1..64 characters of [A-Za-z0-9_.-]");
 		} else if (!strcmp(key, "personalize")) {
@@ -592,7 +590,7 @@ static int api_recommend_post(struct api_worker *w, const struct http_request *r
 					int dl;
 					if (cv->type != JSON_STRING ||
 					    json_string_field(s, cv, ckey, dst, sizeof(p.device), &dl, err, sizeof(err)) ||
-					    !placement_valid(dst, (size_t)dl))
+					    !api_word_valid(dst, (size_t)dl))
 						return api_fail(out, close, 400, "bad_request",
 								"context.%s must be 1..64 characters of [A-Za-z0-9_.-]", ckey);
 				} else {

@@ -76,6 +76,19 @@ void api_lua_limits(const struct recd_config *cfg, struct lua_host_limits *lim);
 int api_handle(struct api_worker *w, const struct http_request *req, bool closing, struct buf *out,
 	       enum metrics_endpoint *ep);
 
+/* Shared by the endpoint modules (api.c, api_explain.c). */
+/* A whole response with this body. */
+void api_write(struct buf *out, int status, const char *ctype, const struct buf *body, bool close,
+	       const char *extra_headers);
+/* An error response with a formatted detail (bounded: long input is cut);
+ * returns the status. */
+int api_fail(struct buf *out, bool close, int status, const char *error, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* 1..64 characters of [A-Za-z0-9_.-] (placement, device, region). */
+bool api_word_valid(const char *p, size_t n);
+/* 1..API_MAX_ID_LEN bytes without control characters (user and item ids). */
+bool api_id_valid(const char *p, size_t n);
+
 /* Append an error response with body {"error": ..., "detail": ...}. */
 void api_write_error(struct buf *out, int status, const char *error, const char *detail, bool close,
 		     const char *extra_headers);

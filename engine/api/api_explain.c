@@ -109,53 +109,6 @@ void api_explain_worker_turn(struct api_worker *w)
 
 /* ------------------------------------------------------------ helpers */
 
-static void ex_write(struct buf *out, int status, const struct buf *body, bool close)
-{
-	buf_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: " JSON_CT "\r\nContent-Length: ", status, http_reason(status));
-	buf_put_u64(out, body->len);
-	buf_puts_lit(out, "\r\n");
-	if (close)
-		buf_puts_lit(out, "Connection: close\r\n");
-	buf_puts_lit(out, "\r\n");
-	buf_put(out, body->data, body->len);
-}
-
-static int ex_fail(struct buf *out, bool close, int status, const char *error, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-static int ex_fail(struct buf *out, bool close, int status, const char *error, const char *fmt, ...)
-{
-	char detail[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
-	va_end(ap);
-	api_write_error(out, status, error, detail, close, NULL);
-	return status;
-}
-
-static bool ex_word_ok(const char *p, size_t n)
-{
-	if (n == 0 || n > 64)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-		      c == '-' || c == '.'))
-			return false;
-	}
-	return true;
-}
-
-static bool ex_id_ok(const char *p, size_t n)
-{
-	if (n == 0 || n > API_MAX_ID_LEN)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)p[i] < 0x20)
-			return false;
-	return true;
-}
-
 static void put_key(struct buf *b, bool comma, const char *key)
 {
 	if (comma)
@@ -232,13 +185,13 @@ static int ex_parse(struct api_worker *w, const struct http_request *req, bool c
 	p->personalize = true;
 	r = http_query_get(req->query, "user_id", p->user, sizeof(p->user));
 	p->user_len = r;
-	if (r != -ENOENT && (r < 0 || !ex_id_ok(p->user, (size_t)r)))
-		return ex_fail(out, close, 400, "bad_request", "user_id must be 1..%d bytes of printable text",
+	if (r != -ENOENT && (r < 0 || !api_id_valid(p->user, (size_t)r)))
+		return api_fail(out, close, 400, "bad_request", "user_id must be 1..%d bytes of printable text",
 			       API_MAX_ID_LEN);
 	r = http_query_get(req->query, "item_id", p->item, sizeof(p->item));
 	p->item_len = r;
-	if (r != -ENOENT && (r < 0 || !ex_id_ok(p->item, (size_t)r)))
-		return ex_fail(out, close, 400, "bad_request", "item_id must be 1..%d bytes of printable text",
+	if (r != -ENOENT && (r < 0 || !api_id_valid(p->item, (size_t)r)))
+		return api_fail(out, close, 400, "bad_request", "item_id must be 1..%d bytes of printable text",
 			       API_MAX_ID_LEN);
 	if (p->user_len < 0)
 		p->user_len = -1;
@@ -249,7 +202,7 @@ static int ex_parse(struct api_worker *w, const struct http_request *req, bool c
 		char *end;
 		long long v = r > 0 && r < 12 ? strtoll(tmp, &end, 10) : 0;
 		if (r <= 0 || r >= 12 || *end || v < 1 || v > cfg->max_n)
-			return ex_fail(out, close, 400, "bad_request", "n must be an integer between 1 and %lld",
+			return api_fail(out, close, 400, "bad_request", "n must be an integer between 1 and %lld",
 				       (long long)cfg->max_n);
 		p->n = v;
 	}
@@ -259,15 +212,15 @@ static int ex_parse(struct api_worker *w, const struct http_request *req, bool c
 		r = http_query_get(req->query, words[i], dst[i], sizeof(p->placement));
 		if (r == -ENOENT)
 			dst[i][0] = 0;
-		else if (r < 0 || !ex_word_ok(dst[i], (size_t)r))
-			return ex_fail(out, close, 400, "bad_request", "%s must be 1..64 characters of [A-Za-z0-9_.-]",
+		else if (r < 0 || !api_word_valid(dst[i], (size_t)r))
+			return api_fail(out, close, 400, "bad_request", "%s must be 1..64 characters of [A-Za-z0-9_.-]",
 				       words[i]);
 	}
 	r = http_query_get(req->query, "personalize", tmp, sizeof(tmp));
 	if (r >= 0 && (!strcmp(tmp, "false") || !strcmp(tmp, "0")))
 		p->personalize = false;
 	else if (r != -ENOENT && !(r >= 0 && (!strcmp(tmp, "true") || !strcmp(tmp, "1"))))
-		return ex_fail(out, close, 400, "bad_request", "personalize must be true or false");
+		return api_fail(out, close, 400, "bad_request", "personalize must be true or false");
 	return 0;
 }
 
@@ -324,7 +277,7 @@ int api_admin_explain(struct api_worker *w, const struct http_request *req, bool
 		return st;
 	struct snap *s = srv_snapshot(w->srv);
 	if (!s)
-		return ex_fail(out, close, 503, "not_ready", "no snapshot loaded yet");
+		return api_fail(out, close, 503, "not_ready", "no snapshot loaded yet");
 
 	/* The request exactly as api_recommend builds it; worker is the
 	 * admin's id, which has no refresh hint ring (no hint is sent). */
@@ -344,7 +297,7 @@ int api_admin_explain(struct api_worker *w, const struct http_request *req, bool
 	if (p.item_len >= 0) {
 		rq.context_item = snap_item_find(s, p.item, (size_t)p.item_len);
 		if (rq.context_item < 0)
-			return ex_fail(out, close, 400, "bad_request", "unknown item_id '%.64s'", p.item);
+			return api_fail(out, close, 400, "bad_request", "unknown item_id '%.64s'", p.item);
 	}
 	if (p.user_len >= 0)
 		rq.user_id = p.user, rq.user_id_len = (uint32_t)p.user_len;
@@ -382,7 +335,7 @@ int api_admin_explain(struct api_worker *w, const struct http_request *req, bool
 	if (!gathered || !after_rules) {
 		free(gathered);
 		free(after_rules);
-		return ex_fail(out, close, 500, "internal", "out of memory");
+		return api_fail(out, close, 500, "internal", "out of memory");
 	}
 	memcpy(gathered, c, n0 * sizeof(*c));
 
@@ -558,8 +511,8 @@ int api_admin_explain(struct api_worker *w, const struct http_request *req, bool
 	free(gathered);
 	free(after_rules);
 	if (b->oom)
-		return ex_fail(out, close, 500, "internal", "out of memory");
-	ex_write(out, 200, b, close);
+		return api_fail(out, close, 500, "internal", "out of memory");
+	api_write(out, 200, JSON_CT, b, close, NULL);
 	return 200;
 }
 
@@ -572,7 +525,7 @@ int api_admin_item(struct api_worker *w, const struct http_request *req, bool cl
 	char idbuf[EVENT_ID_MAX];
 	int il = memchr(raw.p, '/', raw.len) ? -EINVAL : http_path_decode(raw, idbuf, sizeof(idbuf));
 	if (il <= 0)
-		return ex_fail(out, close, 400, "bad_request",
+		return api_fail(out, close, 400, "bad_request",
 			       "expected /admin/items/{item_id}: a percent-encoded id of 1..%d bytes", EVENT_ID_MAX - 1);
 	uint64_t key = event_key(idbuf, (size_t)il);
 	const struct snap *s = srv_snapshot(w->srv);
@@ -580,7 +533,7 @@ int api_admin_item(struct api_worker *w, const struct http_request *req, bool cl
 	int64_t ix = s ? snap_item_find(s, idbuf, (size_t)il) : -1;
 	const struct live_item *li = u ? live_item_get(&u->live, key) : NULL;
 	if (ix < 0 && !li)
-		return ex_fail(out, close, 404, "not_found", "neither the snapshot nor live state knows this item");
+		return api_fail(out, close, 404, "not_found", "neither the snapshot nor live state knows this item");
 
 	struct buf *b = &w->body;
 	buf_reset(b);
@@ -662,7 +615,7 @@ int api_admin_item(struct api_worker *w, const struct http_request *req, bool cl
 	}
 	buf_puts_lit(b, "]}\n");
 	if (b->oom)
-		return ex_fail(out, close, 500, "internal", "out of memory");
-	ex_write(out, 200, b, close);
+		return api_fail(out, close, 500, "internal", "out of memory");
+	api_write(out, 200, JSON_CT, b, close, NULL);
 	return 200;
 }
