@@ -7,7 +7,7 @@
 #include <unistd.h>
 #include "core/common.h"
 
-int thread_background(void)
+int thread_background(int nice_inc)
 {
 	int rc = 0, pol = sched_getscheduler(0);
 	if (pol == SCHED_FIFO || pol == SCHED_RR) {
@@ -16,7 +16,7 @@ int thread_background(void)
 			rc = -errno;
 	}
 	/* Linux: per thread (the tid); lowers only, so no privilege needed. */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 10) && !rc)
+	if (nice_inc > 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), nice_inc) && !rc)
 		rc = -errno;
 	return rc;
 }

@@ -36,9 +36,10 @@ static inline bool str_eq_lit(struct str s, const char *lit, size_t litlen)
 uint64_t now_ns(void);
 /* The calling thread does background work (reloads, precomputation):
  * out of a real-time policy (chrt, CPUSchedulingPolicy=fifo) into
- * SCHED_OTHER at nice 10, so request workers sharing its core go first.
- * 0, or -errno of what was refused (the thread then runs as it was). */
-int thread_background(void);
+ * SCHED_OTHER, and `nice_inc` steps nicer (0: no change), so request
+ * workers sharing its core go first. 0, or -errno of what was refused
+ * (the thread then runs as it was). */
+int thread_background(int nice_inc);
 /* Wall-clock time in milliseconds since the epoch (vDSO). */
 uint64_t now_wall_ms(void);
 

@@ -443,7 +443,10 @@ static void *watchdog_main(void *arg)
  * must take the CPU only when the workers leave it idle. */
 static void yield_to_workers(void)
 {
-	int r = thread_background();
+	/* Out of a real-time policy only: the control thread also answers
+	 * signals and admin reloads, which must not wait behind busy
+	 * neighbours on a loaded box. */
+	int r = thread_background(0);
 	if (r)
 		log_debug("control_priority_kept", "err=\"%s\"", strerror(-r));
 }

@@ -671,7 +671,7 @@ static uint32_t run_due(struct refresh *r, uint64_t now)
  * core shared with a worker the worker goes first. */
 static void yield_to_workers(void)
 {
-	int r = thread_background();
+	int r = thread_background(10);
 	if (r)
 		log_debug("refresh_priority_kept", "err=\"%s\"", strerror(-r));
 }
