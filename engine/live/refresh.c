@@ -24,6 +24,8 @@
 #define ORD_MIN_CAP 1024u
 #define SWEEP_CHUNK 1024u          /* publish-order entries a sweep checks per loop turn */
 #define SWEEP_IDLE UINT64_MAX
+#define REBUILD_PER_TURN 8u        /* lists a rebuild pass recomputes per loop turn */
+#define REBUILD_SCAN 4096u         /* publish-order entries it looks at per loop turn */
 
 /* ------------------------------------------------- the lists' ck_hs */
 
@@ -77,6 +79,9 @@ void refresh_stats_read(const struct refresh *r, struct refresh_stats *o)
 	o->flushes = ck_pr_load_64(&r->st.flushes);
 	o->evicted = ck_pr_load_64(&r->st.evicted);
 	o->swept = ck_pr_load_64(&r->st.swept);
+	o->rebuilt = ck_pr_load_64(&r->st.rebuilt);
+	o->rebuild_passes = ck_pr_load_64(&r->st.rebuild_passes);
+	o->rebuild_left = ck_pr_load_64(&r->st.rebuild_left);
 	o->lists = ck_pr_load_64(&r->st.lists);
 	o->pending = ck_pr_load_64(&r->st.pending);
 	o->compute_ns_total = ck_pr_load_64(&r->st.compute_ns_total);
@@ -178,6 +183,7 @@ static int ord_push(struct refresh *r, uint64_t key, uint64_t version)
 		}
 		if (r->sweep_pos != SWEEP_IDLE)
 			r->sweep_pos = r->sweep_pos > r->ord_head ? r->sweep_pos - r->ord_head : 0;
+		r->rebuild_pos = r->rebuild_pos > r->ord_head ? r->rebuild_pos - r->ord_head : 0;
 		r->ord_head = 0;
 		r->ord_tail = len;
 	}
@@ -198,6 +204,7 @@ static void ord_compact(struct refresh *r)
 	if (r->ord_tail - r->ord_head <= 2 * r->n_lists + ORD_MIN_CAP)
 		return;
 	uint64_t m = 0;
+	bool rebuilding = r->rebuild_pos > r->ord_head;
 	for (uint64_t i = r->ord_head; i < r->ord_tail; i++)
 		if (ord_current(r, &r->ord[i]))
 			r->ord[m++] = r->ord[i];
@@ -205,6 +212,8 @@ static void ord_compact(struct refresh *r)
 	r->ord_tail = m;
 	if (r->sweep_pos != SWEEP_IDLE)
 		r->sweep_pos = 0;   /* entries moved: start the sweep over */
+	/* The pass starts over from the top: what it did is skipped quickly. */
+	r->rebuild_pos = rebuilding ? m : 0;
 }
 
 static void evict(struct refresh *r)
@@ -259,6 +268,7 @@ static void flush_all(struct refresh *r)
 	}
 	r->ord_head = r->ord_tail = 0;
 	r->sweep_pos = SWEEP_IDLE;
+	r->rebuild_pos = 0;
 	memset(r->pidx_key, 0, (r->pidx_mask + 1) * sizeof(*r->pidx_key));
 	r->pend_head = r->pend_tail;
 	ST_SET(r, pending, 0);
@@ -518,7 +528,7 @@ static struct refresh_list *build(struct refresh *r, uint64_t key)
 	uint32_t n = rec_topk_keep(s, q, r->k, -1, nprobe, r->scratch, keep_item, &kc, r->out);
 	uint32_t n_search = n;
 	n = add_neighbors(r, s, lu, &kc, n);
-	struct refresh_list *l = malloc(sizeof(*l) + (size_t)n * sizeof(l->items[0]));
+	struct refresh_list *l = malloc(sizeof(*l) + (size_t)n * (sizeof(l->items[0]) + sizeof(uint64_t)));
 	if (!l)
 		return NULL;
 	memset(l, 0, sizeof(*l));
@@ -531,6 +541,11 @@ static struct refresh_list *build(struct refresh *r, uint64_t key)
 	l->version = ++r->next_version;
 	l->n = n;
 	memcpy(l->items, r->out, (size_t)n * sizeof(l->items[0]));
+	uint64_t *keys = (uint64_t *)(void *)(l->items + n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct str id = snap_item_id(s, l->items[i].item);
+		keys[i] = XXH3_64bits(id.p, id.len);
+	}
 	return l;
 }
 
@@ -596,6 +611,44 @@ static bool sweep_step(struct refresh *r, uint64_t now)
 	r->sweep_pos = SWEEP_IDLE;
 	r->next_sweep_ns = now + r->sweep_ns;
 	return false;
+}
+
+/* One step of the rebuild pass after a swap (see refresh.h): recompute
+ * on the current snapshot the lists made on another, walking the publish
+ * order down from the newest. Workers' hints and the updater's requests
+ * were served first this loop turn. Returns true while the pass runs. */
+static bool rebuild_step(struct refresh *r)
+{
+	ck_epoch_begin(&r->rec, NULL);
+	const struct snap *s = srv_snapshot(r->srv);
+	uint64_t gen = s ? s->generation : 0;
+	ck_epoch_end(&r->rec, NULL);
+	if (gen != r->rebuild_gen) {
+		r->rebuild_gen = gen;
+		r->rebuild_pos = r->ord_tail;
+		ST_ADD(r, rebuild_passes, 1);
+	}
+	if (r->rebuild_pos <= r->ord_head) {
+		if (r->st.rebuild_left)
+			ST_SET(r, rebuild_left, 0);
+		return false;
+	}
+	uint64_t keys[REBUILD_PER_TURN];
+	uint32_t n = 0, scanned = 0;
+	ck_epoch_begin(&r->rec, NULL);
+	while (r->rebuild_pos > r->ord_head && n < REBUILD_PER_TURN && scanned++ < REBUILD_SCAN) {
+		const struct refresh_ord *o = &r->ord[--r->rebuild_pos];
+		const struct refresh_list *l = refresh_get(r, o->key);
+		if (l && l->version == o->version && l->snap_generation != gen)
+			keys[n++] = o->key;
+	}
+	ck_epoch_end(&r->rec, NULL);
+	ST_SET(r, rebuild_left, r->rebuild_pos > r->ord_head ? r->rebuild_pos - r->ord_head : 0);
+	for (uint32_t i = 0; i < n; i++)
+		compute(r, keys[i]);
+	if (n)
+		ST_ADD(r, rebuilt, n);
+	return r->rebuild_pos > r->ord_head;
 }
 
 static void forget_one(struct refresh *r, uint64_t key)
@@ -692,8 +745,11 @@ static void *refresh_main(void *arg)
 		uint64_t now = now_ns();
 		uint32_t done = run_due(r, now);
 		bool sweeping = sweep_step(r, now);
+		/* Lists readers translate after a swap come after what shoppers
+		 * asked for just now. */
+		bool rebuilding = done < REFRESH_BATCH && rebuild_step(r);
 		ck_epoch_poll(&r->rec);
-		if (done == REFRESH_BATCH || sweeping || ck_ring_size(&r->ring) || hints_waiting(r))
+		if (done == REFRESH_BATCH || sweeping || rebuilding || ck_ring_size(&r->ring) || hints_waiting(r))
 			continue;
 		/* Hints come without a wake-up (workers make no system call for
 		 * them): the idle sleep bounds how long one waits. */

@@ -56,11 +56,18 @@
  *    list and runs the record's pending frees: call it when no producer
  *    and no reader remains, before the live state it reads is destroyed.
  *
- * Freshness, for readers: a list's items are indexes into the snapshot of
- * generation snap_generation, meaningless in any other; it reflects the
- * user's live record as it was at `interactions` (see refresh_list_fresh).
- * Item updates do not make a list stale: readers still filter items
- * blocked since (the request path's freshness filter), as for any source.
+ *  - swaps: a list's items are indexes into the snapshot of generation
+ *    snap_generation; it also holds each item's key (XXH3 of the id), so
+ *    after a swap readers translate it into the new snapshot
+ *    (refresh_list_carried: one hash lookup per item, instead of a search)
+ *    while a rebuild pass recomputes every list on the new snapshot in the
+ *    background, newest published first; shoppers who come back before
+ *    the pass reaches them are hinted by the request path and go first.
+ *
+ * Freshness, for readers: a list reflects the user's live record as it
+ * was at `interactions` (see refresh_list_fresh). Item updates do not make
+ * a list stale: readers still filter items blocked since (the request
+ * path's freshness filter), as for any source.
  */
 #ifndef RECD_REFRESH_H
 #define RECD_REFRESH_H
@@ -98,8 +105,14 @@ struct refresh_list {
 	uint64_t computed_ms;      /* wall clock */
 	uint64_t version;          /* publish sequence number (increases) */
 	uint32_t n;                /* items[n_search..n): neighbour items, scores below */
-	struct rec_item items[];   /* best first: scores never increase */
+	struct rec_item items[];   /* best first: scores never increase; then n item keys */
 };
+
+/* The item keys of a list (keys[i] is the key of items[i]). */
+static inline const uint64_t *refresh_list_keys(const struct refresh_list *l)
+{
+	return (const uint64_t *)(const void *)(l->items + l->n);
+}
 
 struct refresh_opts {
 	uint32_t k;                /* search results, 1..REFRESH_K_MAX */
@@ -127,6 +140,9 @@ struct refresh_stats {
 	uint64_t flushes;          /* times every list was dropped (see forget_flushes) */
 	uint64_t evicted;          /* lists dropped over max_lists */
 	uint64_t swept;            /* lists dropped because live state no longer holds the user */
+	uint64_t rebuilt;          /* lists recomputed by the pass after a snapshot swap */
+	uint64_t rebuild_passes;   /* passes started (one per swap) */
+	uint64_t rebuild_left;     /* publish-order entries the running pass has yet to look at */
 	uint64_t lists;            /* lists held now */
 	uint64_t pending;          /* computations waiting now */
 	uint64_t compute_ns_total, compute_ns_max;
@@ -196,6 +212,8 @@ struct refresh {
 	uint64_t next_version;
 	uint64_t sweep_ns, next_sweep_ns;
 	uint64_t sweep_pos;        /* index into ord[]; UINT64_MAX: no sweep running */
+	uint64_t rebuild_gen;      /* the snapshot generation the rebuild pass works towards */
+	uint64_t rebuild_pos;      /* the pass walks ord[] down from here; <= ord_head: done */
 	/* pending: FIFO in due order plus an index (key -> absolute position) */
 	struct refresh_pend *pend;
 	uint64_t pend_head, pend_tail, pend_mask;
@@ -249,19 +267,31 @@ void refresh_hint(struct refresh *r, uint32_t worker, uint64_t user_key);
 /* ---- readers (inside an epoch section on srv->epoch) ---- */
 /* The user's list, or NULL. Valid until the caller's section ends. */
 const struct refresh_list *refresh_get(const struct refresh *r, uint64_t user_key);
-/* Usable as is for a request on snapshot `s` by the user whose live
- * record is `lu` (NULL: none): same snapshot generation, and the same live
- * record with no interaction since it was computed — or, for a list made
- * from the snapshot embedding alone (first_seen_ms 0), still no live
- * record. */
-static inline bool refresh_list_fresh(const struct refresh_list *l, const struct snap *s,
-				      const struct live_user *lu)
+/* Up to date with the user whose live record is `lu` (NULL: none): the
+ * same live record with no interaction since it was computed — or, for a
+ * list made from the snapshot embedding alone (first_seen_ms 0), still no
+ * live record. */
+static inline bool refresh_list_current(const struct refresh_list *l, const struct live_user *lu)
 {
-	if (!l || !s || l->snap_generation != s->generation)
+	if (!l)
 		return false;
 	if (!lu)
 		return l->first_seen_ms == 0;
 	return l->interactions == lu->n_interactions && l->first_seen_ms == lu->first_seen_ms;
+}
+/* Usable as is for a request on snapshot `s`: current, and computed on
+ * that very snapshot (its indexes are s's). */
+static inline bool refresh_list_fresh(const struct refresh_list *l, const struct snap *s,
+				      const struct live_user *lu)
+{
+	return s && refresh_list_current(l, lu) && l->snap_generation == s->generation;
+}
+/* Current, but computed on another snapshot (before a swap): usable by
+ * translating each item by its key (refresh_list_keys). */
+static inline bool refresh_list_carried(const struct refresh_list *l, const struct snap *s,
+					const struct live_user *lu)
+{
+	return s && refresh_list_current(l, lu) && l->snap_generation != s->generation;
 }
 
 /* Counters (any thread). */

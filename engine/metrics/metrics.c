@@ -328,6 +328,10 @@ static void metrics_render_policies(struct buf *out, const struct metrics_gauges
 	metrics_scalar(out, "recd_refresh_dropped_total", "counter",
 		       "Background computations not queued (queue full: the request path searches instead).",
 		       g->refresh_dropped + g->refresh_hints_dropped);
+	metrics_scalar(out, "recd_refresh_rebuilt_total", "counter",
+		       "Per-user lists recomputed on a new snapshot after a swap.", g->refresh_rebuilt);
+	metrics_scalar(out, "recd_refresh_rebuild_backlog", "gauge",
+		       "Lists the rebuild pass after the last swap has yet to look at.", g->refresh_rebuild_left);
 	metrics_family(out, "recd_refresh_compute_seconds", "summary", "Time to compute one per-user list.");
 	buf_puts_lit(out, "recd_refresh_compute_seconds_sum ");
 	metrics_put_seconds(out, g->refresh_compute_ns_total / 1000);

@@ -108,6 +108,7 @@ struct metrics_gauges {
 	const char *const *cache_names;      /* for worker.cache[i], NULL-terminated */
 	uint64_t refresh_lists, refresh_computed, refresh_requested, refresh_dropped, refresh_hints_dropped;
 	uint64_t refresh_compute_ns_total;
+	uint64_t refresh_rebuilt, refresh_rebuild_left;
 	/* The event log (events/evlog.h); all 0 when it is off. */
 	uint64_t events_recovered;
 	uint64_t event_log_records, event_log_bytes, event_log_syncs, event_log_rotations;

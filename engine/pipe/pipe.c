@@ -24,7 +24,7 @@
 #define PIPE_FETCH_FACTOR 4u
 #define PIPE_FILL_WEIGHT 0.3f      /* popular items that only fill a short list */
 
-const char *const pipe_cache_names[] = { "none", "fresh", "stale", "miss", "no_vector", "shed", NULL };
+const char *const pipe_cache_names[] = { "none", "fresh", "carried", "stale", "miss", "no_vector", "shed", NULL };
 
 struct pipe_worker {
 	struct rec_scratch *rec;
@@ -432,6 +432,13 @@ static const struct refresh_list *personal_list(struct pipe_worker *pw, const st
 	if (refresh_list_fresh(l, pw->s, pw->user)) {
 		pw->list = l;
 		pw->cache = PIPE_CACHE_FRESH;
+	} else if (refresh_list_carried(l, pw->s, pw->user)) {
+		/* Made before a swap: still what the shopper's history says, and
+		 * far cheaper to translate than a search. The rebuild pass will
+		 * get to it; the hint puts a shopper who is back first in line. */
+		pw->list = l;
+		pw->cache = PIPE_CACHE_CARRIED;
+		refresh_hint(rq->refresh, rq->worker, pw->user_key);
 	} else {
 		pw->cache = l ? PIPE_CACHE_STALE : PIPE_CACHE_MISS;
 		/* A stale list is being recomputed (events asked for it); a
@@ -450,16 +457,21 @@ static inline uint32_t miss_nprobe(const struct pipe_request *rq)
 	return rq->refresh && rq->nprobe_miss ? rq->nprobe_miss : rq->nprobe;
 }
 
-/* items[from..to) of a precomputed list, filtered like any source. */
+/* items[from..to) of a precomputed list, filtered like any source; a
+ * list made on another snapshot is translated by item key (items the new
+ * snapshot dropped are skipped). */
 static uint32_t from_refresh(struct pipe_worker *pw, const struct refresh_list *l, uint32_t from, uint32_t to,
 			     uint32_t k, struct rec_item *out)
 {
 	const struct snap *s = pw->s;
+	const uint64_t *keys = l->snap_generation != s->generation ? refresh_list_keys(l) : NULL;
 	uint32_t n = 0;
 	for (uint32_t i = from; i < to && n < k; i++) {
-		uint32_t item = l->items[i].item;
-		if (item < s->n_items && list_item_ok(pw, item))
-			out[n++] = l->items[i];
+		int64_t item = l->items[i].item;
+		if (keys)
+			item = snap_item_find_key(s, keys[i]);
+		if (item >= 0 && item < s->n_items && list_item_ok(pw, (uint32_t)item))
+			out[n++] = (struct rec_item){ (uint32_t)item, l->items[i].score };
 	}
 	return n;
 }

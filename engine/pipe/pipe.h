@@ -58,6 +58,7 @@ struct pipe_request {
 enum pipe_cache {
 	PIPE_CACHE_NONE = 0,          /**< the route asked for no personal source */
 	PIPE_CACHE_FRESH,             /**< the precomputed list, up to date */
+	PIPE_CACHE_CARRIED,           /**< up to date but made on the previous snapshot: translated by item key */
 	PIPE_CACHE_STALE,             /**< a list older than the shopper's last event: searched again */
 	PIPE_CACHE_MISS,              /**< no list yet: searched on demand (and one is asked for) */
 	PIPE_CACHE_NO_VECTOR,         /**< nothing to personalise with: other sources only */

@@ -11,6 +11,7 @@ Run: RECD_BUILD_DIR=build python3 tests/integration/test_swap.py
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -72,12 +73,13 @@ class Swap(unittest.TestCase):
         cls.a = Dataset(items=2000, users=200, dim=32, seed=11)
         cls.b = Dataset(items=2500, users=200, dim=32, seed=12)   # more items: ids differ
         cls.other_dim = Dataset(items=500, users=20, dim=16, seed=13)
+        cls.retrained = Dataset(items=2000, users=200, dim=32, seed=14)   # a's ids, new vectors
         cls.dir = cls.a.dir
         cls.live = os.path.join(cls.dir, "live.recd")
 
     @classmethod
     def tearDownClass(cls):
-        for d in (cls.a, cls.b, cls.other_dim):
+        for d in (cls.a, cls.b, cls.other_dim, cls.retrained):
             d.cleanup()
 
     def install(self, src):
@@ -181,6 +183,61 @@ class Swap(unittest.TestCase):
             self.assertEqual(d.log().count("msg=snapshot_unmapped"), 3, d.log())
             self.assertEqual(d.stop(), 0)
         finally:
+            d.close()
+
+    def test_lists_survive_swaps(self):
+        """A shopper's precomputed list outlives a swap: the first answer
+        on the new snapshot comes from it, translated by item key
+        ("carried"), or from the list the rebuild pass already recomputed
+        ("fresh") -- never a search on demand ("stale"/"miss")."""
+        live = os.path.join(self.dir, "carry.recd")
+        shutil.copyfile(self.a.snapshot, live)
+        d = Daemon(live)
+        c = Conn(d.port)
+        try:
+            def recs(uid):
+                st, _, raw = c.request("GET", "/v1/recommendations?user_id=%s&n=10" % uid)
+                self.assertEqual(st, 200, raw)
+                return json.loads(raw)
+
+            def metric(name):
+                st, _, raw = c.request("GET", "/metrics")
+                m = re.search(r"^%s (\d+)$" % re.escape(name), raw.decode(), re.M)
+                self.assertTrue(m, name)
+                return int(m.group(1))
+
+            def all_fresh(users):
+                return all(recs(u)["candidates"] == "fresh" for u in users)
+
+            back = self.a.user_ids[:20]        # come back right after the swap
+            away = self.a.user_ids[20:40]      # do not: only the rebuild pass touches their lists
+            deadline = time.time() + 10
+            while time.time() < deadline and not all_fresh(back + away):
+                time.sleep(0.02)
+            self.assertTrue(all_fresh(back + away))
+            old = recs(back[0])["snapshot"]
+            rebuilt = metric("recd_refresh_rebuilt_total")
+            shutil.copyfile(self.retrained.snapshot, live + ".new")
+            os.rename(live + ".new", live)
+            deadline = time.time() + 10
+            while time.time() < deadline and recs(back[0])["snapshot"] == old:
+                time.sleep(0.01)
+            after = {u: recs(u) for u in back}
+            self.assertTrue(all(a["snapshot"].startswith("it-14@") for a in after.values()), after)
+            for u, a in after.items():
+                self.assertIn(a["candidates"], ("carried", "fresh"), (u, a))
+                self.assertEqual(len(a["items"]), 10)
+            # the pass puts every list on the new snapshot, those of the
+            # shoppers who stayed away too
+            deadline = time.time() + 10
+            while time.time() < deadline and (metric("recd_refresh_rebuild_backlog") or
+                                              metric("recd_refresh_rebuilt_total") < rebuilt + len(away)):
+                time.sleep(0.02)
+            self.assertGreaterEqual(metric("recd_refresh_rebuilt_total"), rebuilt + len(away))
+            self.assertTrue(all_fresh(away))
+            self.assertTrue(all_fresh(back))
+        finally:
+            c.close()
             d.close()
 
     def test_sighup_reloads_without_file_watch(self):

@@ -484,6 +484,128 @@ static void test_bound(const struct snap *s)
 	ck_epoch_end(&wrec, NULL);
 }
 
+/* ---- snapshot swaps: lists carried by item key, then rebuilt ---- */
+
+/* `s` with its items in reverse order and the last one dropped: every
+ * index changes, one item goes. Users and embeddings as in `s`. */
+static struct snap *reversed_snapshot(const struct snap *s, uint64_t generation)
+{
+	static char ids[N_ITEMS][16], uids[N_USERS][16];
+	static struct snapb_item items[N_ITEMS];
+	static float emb[N_ITEMS * DIM], uemb[N_USERS * DIM];
+	static const char *uid_ptr[N_USERS];
+	uint32_t n = s->n_items - 1;
+	for (uint32_t j = 0; j < n; j++) {
+		uint32_t i = n - 1 - j;   /* old index n (the last) is dropped */
+		struct str id = snap_item_id(s, i);
+		snprintf(ids[j], sizeof(ids[j]), "%.*s", (int)id.len, id.p);
+		items[j] = (struct snapb_item){ ids[j], "", "c", 1.0f, s->item_stock[i],
+						(s->item_flags[i] & SNAP_ITEM_AVAILABLE) != 0 };
+		memcpy(emb + (size_t)j * DIM, snap_item_vec(s, i), DIM * sizeof(float));
+	}
+	for (uint32_t u = 0; u < s->n_users; u++) {
+		struct str id = snap_user_id(s, u);
+		snprintf(uids[u], sizeof(uids[u]), "%.*s", (int)id.len, id.p);
+		uid_ptr[u] = uids[u];
+		memcpy(uemb + (size_t)u * DIM, snap_user_vec(s, u), DIM * sizeof(float));
+	}
+	struct snapb_input in = { .model_version = "refresh-reversed", .dim = DIM, .n_items = n, .items = items,
+				  .item_emb = emb, .n_users = s->n_users, .user_ids = uid_ptr, .user_emb = uemb,
+				  .neighbors_k = NBR_K };
+	char path[] = "/tmp/recd-test-refresh-rev-XXXXXX", err[256];
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return NULL;
+	close(fd);
+	struct snap *out = NULL;
+	if (snapb_write(&in, path, err, sizeof(err)) || snap_open(path, &out, err, sizeof(err)))
+		fprintf(stderr, "reversed snapshot: %s\n", err);
+	unlink(path);
+	if (out)
+		out->generation = generation;
+	return out;
+}
+
+/* Until every list is made on snapshot generation `gen` (true) or time runs out. */
+static bool wait_all_on(struct refresh *r, uint64_t gen, const char *const *users, uint32_t n_users)
+{
+	for (int t = 0; t < 5000; t++) {
+		uint32_t on = 0;
+		ck_epoch_begin(&wrec, NULL);
+		for (uint32_t u = 0; u < n_users; u++) {
+			const struct refresh_list *l = refresh_get(r, K(users[u]));
+			on += l && l->snap_generation == gen;
+		}
+		ck_epoch_end(&wrec, NULL);
+		if (on == n_users && stats(r).rebuild_left == 0)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static struct snap *test_swap(struct snap *s)
+{
+	/* test_bound left e-51..e-79's lists, made on s (generation 1). */
+	static char names[29][16];
+	const char *users[29];
+	for (uint32_t u = 0; u < 29; u++) {
+		snprintf(names[u], sizeof(names[u]), "e-%u", 51 + u);
+		users[u] = names[u];
+	}
+	struct snap *s2 = reversed_snapshot(s, 2);
+	CHECK(s2 != NULL);
+	if (!s2)
+		return NULL;
+	/* Before publishing: a list of s read against s2 is carried, and its
+	 * keys name, in s2, the very items it listed in s. */
+	ck_epoch_begin(&wrec, NULL);
+	const struct refresh_list *l = refresh_get(&rf, K("e-79"));
+	const struct live_user *lu = live_user_get(&lv, K("e-79"));
+	CHECK(l && refresh_list_fresh(l, s, lu) && !refresh_list_carried(l, s, lu));
+	CHECK(l && !refresh_list_fresh(l, s2, lu) && refresh_list_carried(l, s2, lu));
+	uint32_t mapped = 0, dropped = 0;
+	for (uint32_t i = 0; l && i < l->n; i++) {
+		struct str old = snap_item_id(s, l->items[i].item);
+		int64_t j = snap_item_find_key(s2, refresh_list_keys(l)[i]);
+		if (j < 0) {
+			dropped++;
+			CHECK(l->items[i].item == s->n_items - 1);   /* only the dropped item is gone */
+			continue;
+		}
+		struct str now = snap_item_id(s2, (uint32_t)j);
+		CHECK((uint32_t)j == s->n_items - 2 - l->items[i].item);
+		CHECK(now.len == old.len && memcmp(now.p, old.p, old.len) == 0);
+		mapped++;
+	}
+	CHECK(l && mapped + dropped == l->n && mapped > 0);
+	ck_epoch_end(&wrec, NULL);
+
+	/* Publish s2: the rebuild pass recomputes every list on it, once. */
+	struct refresh_stats before = stats(&rf);
+	ck_pr_store_ptr(&srv.snapshot, s2);
+	CHECK(wait_all_on(&rf, 2, users, 29));
+	struct refresh_stats after = stats(&rf);
+	CHECK(after.rebuild_passes == before.rebuild_passes + 1);
+	CHECK(after.rebuilt - before.rebuilt == 29 && after.lists == 29);
+	ck_epoch_begin(&wrec, NULL);
+	l = refresh_get(&rf, K("e-79"));
+	lu = live_user_get(&lv, K("e-79"));
+	CHECK(l && refresh_list_fresh(l, s2, lu) && l->n > 0);
+	for (uint32_t i = 0; l && i < l->n; i++) {
+		CHECK(l->items[i].item < s2->n_items);
+		struct str id = snap_item_id(s2, l->items[i].item);
+		CHECK(XXH3_64bits(id.p, id.len) == refresh_list_keys(l)[i]);
+	}
+	ck_epoch_end(&wrec, NULL);
+
+	/* And back: s is current again; s2 stays mapped until the end. */
+	ck_pr_store_ptr(&srv.snapshot, s);
+	CHECK(wait_all_on(&rf, 1, users, 29));
+	CHECK(stats(&rf).rebuild_passes == before.rebuild_passes + 2);
+	return s2;
+}
+
 /* ---- one refresh thread publishing, two readers ---- */
 
 struct race {
@@ -705,6 +827,7 @@ int main(void)
 	test_coalesce(s);
 	test_forget(s);
 	test_bound(s);
+	struct snap *s2 = test_swap(s);
 	refresh_stop(&rf);   /* before live_destroy: its thread reads live state */
 	CHECK(!rf.started && refresh_get(&rf, K("e-79")) == NULL);
 	test_race(s);
@@ -713,6 +836,8 @@ int main(void)
 	test_updater(s);
 	ck_epoch_barrier(&wrec);
 	ck_epoch_unregister(&wrec);
+	if (s2)
+		snap_close(s2);
 	snap_close(s);
 	if (failures)
 		fprintf(stderr, "test_refresh: %d failures\n", failures);
