@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/srv.h"
 #include "ctl/ctl.h"
+#include "exp/exp_ledger.h"
 #include "events/kafka.h"
 #include "gen/gen.h"
 #include "live/updater.h"
@@ -167,10 +168,13 @@ int main(int argc, char **argv)
 		struct lua_set set;
 		lua_set_sweep(NULL);
 		int pr = lua_set_stage(srv.cfg.plugins_dir, NULL, &set, err, sizeof(err));
+		struct exp_set *exps = NULL;
 		if (!pr) {
 			pr = lua_host_compile_check(set.dir, srv.cfg.lua_dir, &lim, s, err, sizeof(err));
 			lua_set_unstage_msg(&set, srv.cfg.plugins_dir, err, sizeof(err));
 		}
+		if (!pr)
+			pr = ctl_experiments_load(&srv, set.dir, srv.cfg.plugins_dir, &exps, err, sizeof(err));
 		if (pr) {
 			lua_set_remove(&set);
 			log_error("startup_failed", "plugins=%s err=\"policies refused: %s\"", srv.cfg.plugins_dir, err);
@@ -178,6 +182,7 @@ int main(int argc, char **argv)
 		}
 		snprintf(srv.policy_dir, sizeof(srv.policy_dir), "%s", set.dir);
 		ctl_adopt_policies(&set);
+		ctl_experiments_publish(exps, lua_host_published());
 		log_info("policies_loaded", "plugins=%s lua=%s generation=%llu", srv.cfg.plugins_dir, srv.cfg.lua_dir,
 			 (unsigned long long)lua_host_published());
 	}
@@ -201,6 +206,20 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	srv.updater = &upd;
+
+	/* The experiment ledger: impressions from the workers, outcomes from
+	 * the updater. Static: its epoch record must outlive every barrier. */
+	static struct exp_ledger ledger;
+	struct exp_ledger_opts lo;
+	exp_ledger_opts_default(&lo);
+	lo.window_s = (uint32_t)srv.cfg.attribution_window_s;
+	int lr = exp_ledger_start(&ledger, &srv, srv.n_workers, &lo);
+	if (lr) {
+		log_error("startup_failed", "err=\"experiment ledger: %s\"", strerror(-lr));
+		return 1;
+	}
+	api_set_ledger(&ledger);
+	ck_pr_store_ptr(&upd.ledger, &ledger);
 
 	/* Threads inherit this mask: only the control thread takes signals. */
 	sigset_t sigs;
@@ -246,6 +265,7 @@ int main(int argc, char **argv)
 	kafka_stop(srv.kafka);
 	srv.kafka = NULL;
 	upd_stop(&upd);
+	exp_ledger_stop(&ledger);   /* after its producers, before the sets and snapshots go */
 	/* ck_epoch keeps every registered record on its list for good: the
 	 * last barrier must run while the workers' records are still alive,
 	 * so the control thread quiesces before net_free releases them. */

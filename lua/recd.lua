@@ -178,10 +178,13 @@ end
 -- req fields: user_id (string or nil), known (boolean), interactions, n,
 -- placement, device, region (strings or nil), context_item (item index or
 -- nil), user (snapshot user index or nil), recent_count, cart_count,
--- purchased_count. Methods below read the item lists.
+-- purchased_count, experiment and variant (names, or nil outside an
+-- experiment). Methods below read the item lists.
 local Req = {}
 Req.__index = Req
 Req.__metatable = false
+local VARIANTS = {}                       -- lua_req.variant -> { experiment, variant, params }
+local PARAMS                              -- the request variant's params, or nil
 local REQ = setmetatable({}, Req)
 
 local function opt_str(p, len)
@@ -204,6 +207,10 @@ local function refresh_req()
 	REQ.recent_count = r.n_recent
 	REQ.cart_count = r.n_cart
 	REQ.purchased_count = r.n_purchased
+	local v = VARIANTS[r.variant]
+	REQ.experiment = v and v.experiment or nil
+	REQ.variant = v and v.variant or nil
+	PARAMS = v and v.params or nil
 end
 
 local function list_get(arr, n, i, what)
@@ -536,8 +543,11 @@ function recd.memory_kb() return collectgarbage("count") end
 -- Let the collector run a step (policies cannot call collectgarbage).
 function recd.gc_step() collectgarbage("step") end
 
--- setting("rules", "max_price", 100) = settings.rules.max_price or 100
+-- setting("rules", "max_price", 100) = settings.rules.max_price or 100,
+-- unless the request's experiment variant overrides it (params.rules.max_price).
 function recd.setting(section, key, default)
+	local p = PARAMS and PARAMS[section]
+	if type(p) == "table" and p[key] ~= nil then return p[key] end
 	local s = recd.settings[section]
 	if type(s) ~= "table" then return default end
 	local v = s[key]
@@ -561,5 +571,12 @@ function host.budget_tripped()
 end
 
 host.check_budget = check_budget
+
+-- The experiments' variants by lua_req.variant (0-based, the order of
+-- plugins/experiments.lua), for req.experiment / req.variant and the
+-- variant's params in recd.setting.
+function host.set_variants(list)
+	VARIANTS = list
+end
 
 return recd, host

@@ -38,6 +38,7 @@ struct lua_req {
 	uint32_t n;
 	uint8_t known;
 	uint8_t reserved[3];
+	uint32_t variant;
 };
 
 struct lua_route_source {

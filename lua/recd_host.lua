@@ -139,6 +139,24 @@ if settings_path then
 	recd.settings = settings
 end
 
+-- experiments.lua: the engine validates it and assigns shoppers (C);
+-- here only each variant's params are kept, by the index C puts in
+-- lua_req.variant (variants in file order over all experiments).
+do
+	local exp_path, _, exps = load_plugin("experiments")
+	local list, n = {}, 0
+	if exp_path and type(exps) == "table" then
+		local xs = type(exps.experiments) == "table" and exps.experiments or exps
+		for _, x in ipairs(xs) do
+			for _, v in ipairs(type(x) == "table" and type(x.variants) == "table" and x.variants or {}) do
+				list[n] = { experiment = x.name, variant = type(v) == "table" and v.name or nil,
+					params = type(v) == "table" and type(v.params) == "table" and v.params or nil }
+				n = n + 1
+			end
+		end
+	end
+	host.set_variants(list)
+end
 local function load_hook(name)
 	local path, env, ret = load_plugin(name)
 	if not path then return nil end

@@ -7,9 +7,9 @@
 --   4. keep what was asked for, and explain each item.
 local recd = require "recd"
 
-local S = recd.settings.rerank or {}
-local MAX_PER_CATEGORY = S.max_per_category or 3
-local ON_SALE_BOOST = S.on_sale_boost or 1
+-- Settings are read per request: an experiment variant may override
+-- them (its params in plugins/experiments.lua).
+local setting = recd.setting
 
 -- Reason shown for an item, by where it came from.
 local REASON_BY_SOURCE = {
@@ -22,6 +22,8 @@ local REASON_BY_SOURCE = {
 }
 
 function rerank(req, cands)
+	local ON_SALE_BOOST = setting("rerank", "on_sale_boost", 1)
+	local MAX_PER_CATEGORY = setting("rerank", "max_per_category", 3)
 	if ON_SALE_BOOST ~= 1 and recd.flag_defined("on_sale") then
 		cands:boost { on_sale = ON_SALE_BOOST }
 	end

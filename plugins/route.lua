@@ -13,14 +13,14 @@
 -- small weight only fills the list when the others run short.
 local recd = require "recd"
 
-local S = recd.settings.route or {}
-local RETURNING_AFTER = S.returning_after or 10
-local FACTOR = S.fetch_factor or 4
-local FILL = S.fill_weight or 0.3
+-- Settings are read per request: an experiment variant may override
+-- them (its params in plugins/experiments.lua).
+local setting = recd.setting
 
 function route(req)
-	local n = req.n * FACTOR
-	local tier = recd.tier(req, RETURNING_AFTER)
+	local n = req.n * setting("route", "fetch_factor", 4)
+	local FILL = setting("route", "fill_weight", 0.3)
+	local tier = recd.tier(req, setting("route", "returning_after", 10))
 
 	if req.context_item then
 		return {

@@ -7,9 +7,10 @@ set -eu
 
 build_pkgs="gcc libc6-dev meson ninja-build pkg-config libluajit-5.1-dev luajit liburing-dev
   libjemalloc-dev libck-dev libxxhash-dev libsystemd-dev librdkafka-dev zlib1g-dev"
-# python3-numpy: reference computations; prometheus: promtool checks the
+# python3-numpy: reference computations; python3-xxhash: the experiment
+# assignment formula recomputed independently; prometheus: promtool checks the
 # /metrics exposition; clang + libclang-rt: the libFuzzer build.
-test_pkgs="python3 python3-numpy prometheus clang libclang-rt-14-dev systemd procps lua-check gnuplot-nox nginx-light libnginx-mod-http-ndk redis-server redis-tools python3-fastapi python3-uvicorn python3-redis"
+test_pkgs="python3 python3-numpy python3-xxhash prometheus clang libclang-rt-14-dev systemd procps lua-check gnuplot-nox nginx-light libnginx-mod-http-ndk redis-server redis-tools python3-fastapi python3-uvicorn python3-redis"
 
 pkgs=$build_pkgs
 [ "${1:-}" = test ] && pkgs="$pkgs $test_pkgs"

@@ -22,6 +22,22 @@
  *                 here, as recd-policy does (pipe_resolve_given): user
  *                 index, train purchases (newest first), recent = the
  *                 last train items
+ * and what ALS fold-in (engine/live/foldin) adds to the live query the
+ * refresh thread searches with. Each user's last --replay train events
+ * are replayed into an empty live state, and the query is built as right
+ * after the last of them (the session has not aged), then searched
+ * exactly like mf:
+ *   session-blend 0.5 normalised snapshot embedding + 0.5 normalised
+ *                 session vector (refresh.c make_query, today's engine)
+ *   foldin        fold-in of the same touches, the snapshot embedding as
+ *                 the prior (--foldin-prior)
+ *   cold-session  the user's snapshot embedding withheld (a new shopper):
+ *                 the session vector alone
+ *   cold-foldin   withheld too: plain fold-in of the same touches
+ * A user with nothing to search with (every replayed item unknown to the
+ * snapshot) gets the popularity list; those are counted. Each live row
+ * also reports the mean cosine of its queries to the users' snapshot
+ * embeddings: how far the live events moved them.
  * Metrics: eval_metrics.h. Coverage = distinct items recommended over
  * all users / catalogue size; diversity = mean distinct categories per
  * list.
@@ -36,6 +52,7 @@
 #include "core/common.h"
 #include "recd_build.h"
 #include "events/event.h"
+#include "live/foldin.h"
 #include "live/live.h"
 #include "lua/lua_host.h"
 #include "pipe/pipe.h"
@@ -51,7 +68,8 @@ static const char usage_text[] =
 	"  --test FILE            test interactions, same format\n"
 	"  --k K                  list length (default 10)\n"
 	"  --methods LIST         comma-separated, of popular,covisit,mf,engine,\n"
-	"                         engine-given (default: all five)\n"
+	"                         engine-given, session-blend,foldin,cold-session,\n"
+	"                         cold-foldin (default: all nine)\n"
 	"  --test-type T          purchase (default): relevant = test purchases,\n"
 	"                         excluded = train purchases; any: every type\n"
 	"  --covisit-window-ms MS co-visitation window (default 3600000)\n"
@@ -61,16 +79,42 @@ static const char usage_text[] =
 	"  --lua-budget-us US     per hook call (default 100000: offline, a shared\n"
 	"                         machine must not make hooks fall back)\n"
 	"  --nprobe N             ANN lists probed (default 96, recd's ann_nprobe)\n"
+	"  --replay N             live rows: each user's last N train events replayed\n"
+	"                         (default 10, at most 32: live state's recent items)\n"
+	"  --foldin-prior P       fold-in's pull towards the snapshot embedding\n"
+	"                         (default 10: on the validation split, fold-in's query\n"
+	"                         is then as far from it as the blend's; docs/quality.md)\n"
+	"  --foldin-lambda L      the model's lambda, alpha and --log-confidence\n"
+	"  --foldin-alpha A       (default: read from a model version als-d<D>-a<A>-l<L>\n"
+	"  --foldin-log-confidence E  as tools/quality-retail.sh writes it, else\n"
+	"                         recd-train's defaults, lambda 0.1, alpha 10)\n"
 	"  --json FILE            write the results as JSON\n"
 	"  --markdown FILE        write the table there too (it always goes to stdout)\n"
 	"  --label TEXT           dataset label for the outputs\n";
 
-enum method { M_POPULAR, M_COVISIT, M_MF, M_ENGINE, M_ENGINE_GIVEN, M__COUNT };
-static const char *const method_names[] = { "popular", "covisit", "mf", "engine", "engine-given" };
+enum method {
+	M_POPULAR, M_COVISIT, M_MF, M_ENGINE, M_ENGINE_GIVEN,
+	M_BLEND, M_FOLDIN, M_COLD_SESSION, M_COLD_FOLDIN, M__COUNT
+};
+static const char *const method_names[] = { "popular", "covisit", "mf", "engine", "engine-given",
+					    "session-blend", "foldin", "cold-session", "cold-foldin" };
 static const char *const method_titles[] = {
 	"popularity (train counts)", "co-visitation neighbours", "MF (exact dot product)",
 	"full engine (live state + Lua policies)", "full engine (request view, as recd-policy)",
+	"live: snapshot + session vector blend (as refresh.c)", "live: fold-in, snapshot embedding as prior",
+	"cold start: session vector alone", "cold start: fold-in",
 };
+
+static bool is_live_method(int m)
+{
+	return m >= M_BLEND && m <= M_COLD_FOLDIN;
+}
+
+/* The row a live method is compared with, pair by pair (-1: none). */
+static int live_baseline(int m)
+{
+	return m == M_FOLDIN ? M_BLEND : m == M_COLD_FOLDIN ? M_COLD_SESSION : -1;
+}
 
 /* ---- interactions ---- */
 
@@ -163,6 +207,7 @@ struct user {
 	uint32_t recent[LIVE_RECENT];   /* newest first, distinct */
 	uint32_t n_recent;
 	uint32_t n_train;          /* train events */
+	uint64_t tr_from;          /* the first of them in the (user, time) order */
 	uint32_t *rel;             /* sorted: relevant test items the snapshot knows */
 	uint32_t n_rel, n_rel_total;
 	const char *uid;
@@ -324,6 +369,14 @@ struct result {
 	double d_hr, d_ndcg, se_d_hr, se_d_ndcg; /* paired difference to popular */
 	bool has_diff;
 	double *u_hr, *u_ndcg;          /* per user */
+	/* live rows */
+	uint64_t fallbacks;             /* nothing to search with: popularity */
+	uint64_t solves;
+	double solve_s;
+	double cos_sum;                 /* cos(query, snapshot embedding), summed */
+	uint64_t n_cos;
+	double b_hr, b_ndcg, se_b_hr, se_b_ndcg; /* paired difference to live_baseline */
+	bool has_base;
 	uint64_t routes[8];
 	char route_name[8][LUA_POLICY_NAME_LEN];
 	uint32_t n_routes;
@@ -363,6 +416,147 @@ static bool in_sorted(const uint32_t *v, uint32_t n, uint32_t x)
 	return bsearch(&x, v, n, sizeof(*v), cmp_u32) != NULL;
 }
 
+/* The popularity list without the user's train items; returns its length. */
+static uint32_t popular_list(const uint32_t *pop_order, uint32_t n_pop, const struct user *x, uint32_t k, uint32_t *L)
+{
+	uint32_t n = 0;
+	for (uint32_t q = 0; q < n_pop && n < k; q++)
+		if (!in_sorted(x->excl, x->n_excl, pop_order[q]))
+			L[n++] = pop_order[q];
+	return n;
+}
+
+/* The k best servable items by q . item, exact, without the user's train
+ * items; score and skip: n_items of scratch. */
+static uint32_t search_exact(const struct snap *s, const float *q, const uint8_t *unservable, const struct user *x,
+			     uint32_t k, double *score, uint8_t *skip, uint32_t *L)
+{
+	for (uint32_t i = 0; i < s->n_items; i++) {
+		const float *iv = snap_item_vec(s, i);
+		double d = 0;
+		for (uint32_t a = 0; a < s->dim; a++)
+			d += (double)q[a] * (double)iv[a];
+		score[i] = d;
+	}
+	memcpy(skip, unservable, s->n_items);
+	for (uint32_t a = 0; a < x->n_excl; a++)
+		skip[x->excl[a]] = 1;
+	return qm_topk(score, s->n_items, skip, k, L);
+}
+
+/* One train interaction as the event the daemon would have logged. */
+static void to_event(const struct ev *x, struct event *evt)
+{
+	static const uint8_t etype[] = { EVENT_VIEW, EVENT_CLICK, EVENT_RATING, EVENT_ADD_TO_CART, EVENT_PURCHASE };
+	memset(evt, 0, offsetof(struct event, user_id));
+	evt->type = etype[x->type];
+	evt->flags = EVENT_HAS_USER | EVENT_HAS_ITEM;
+	evt->ts_ms = (uint64_t)MAX(x->ts, 0);
+	evt->user_key = x->ukey;
+	evt->item_key = event_key(x->iid, x->ilen);
+	evt->value = 1;
+	evt->user_len = (uint8_t)MIN(x->ulen, EVENT_ID_MAX);
+	evt->item_len = (uint8_t)MIN(x->ilen, EVENT_ID_MAX);
+	memcpy(evt->user_id, x->uid, evt->user_len);
+	memcpy(evt->item_id, x->iid, evt->item_len);
+}
+
+/* ---- live rows: replay and query ---- */
+
+struct replay {
+	struct live lv;
+	ck_epoch_t epoch;
+	ck_epoch_record_t wrec;
+	struct foldin_gram gram;
+	struct foldin_params fp;
+	double gram_s;
+	uint32_t events;           /* --replay */
+	uint64_t users;
+	double *scratch;
+	uint32_t items[FOLDIN_MAX_INPUTS];
+	float strength[FOLDIN_MAX_INPUTS];
+	float *q;                  /* dim */
+};
+
+/* The recd-train settings a model version names (quality-retail.sh writes
+ * als-d<D>-a<A>-l<L>); false when it names none. */
+static bool params_from_version(const char *v, struct foldin_params *p)
+{
+	double a, l;
+	int end = 0;
+	if (sscanf(v, "als-d%*u-a%lf-l%lf%n", &a, &l, &end) != 2 || v[end] || !(l > 0) || !(a >= 0))
+		return false;
+	p->alpha = a;
+	p->lambda = l;
+	return true;
+}
+
+/* Replay user u's last F->events train events into the (empty) live
+ * state and build method m's query in F->q, as the refresh thread would
+ * right after the last of them; then forget the user. NULL: nothing to
+ * search with. */
+static const float *live_query(struct replay *F, int m, const struct snap *s, const struct ev *evs,
+			       const struct user *x, uint32_t u, struct result *R)
+{
+	uint32_t n = MIN(F->events, x->n_train);
+	const struct ev *last = evs + x->tr_from + x->n_train - n;
+	struct event evt;
+	for (uint32_t i = 0; i < n; i++) {
+		to_event(&last[i], &evt);
+		if (live_apply(&F->lv, &evt, s))
+			qu_die("live state: out of memory");
+	}
+	const struct live_user *lu = live_user_get(&F->lv, last[0].ukey);
+	bool cold = m == M_COLD_SESSION || m == M_COLD_FOLDIN;
+	const float *uv = cold ? NULL : snap_user_vec(s, u);
+	const float *out = NULL;
+	uint32_t dim = s->dim;
+	if (m == M_BLEND || m == M_COLD_SESSION) {
+		const float *sv = lu && lu->session_weight > 0 ? lu->session : NULL;
+		double nu = 0, ns = 0;
+		for (uint32_t d = 0; d < dim; d++) {
+			nu += uv ? (double)uv[d] * uv[d] : 0;
+			ns += sv ? (double)sv[d] * sv[d] : 0;
+		}
+		if (!(nu > 0))
+			uv = NULL;
+		if (!(ns > 0))
+			sv = NULL;
+		if (uv || sv) {
+			double wu = uv ? (sv ? 0.5 : 1.0) / sqrt(nu) : 0, ws = sv ? (uv ? 0.5 : 1.0) / sqrt(ns) : 0;
+			for (uint32_t d = 0; d < dim; d++)
+				F->q[d] = (float)((uv ? wu * uv[d] : 0.0) + (sv ? ws * sv[d] : 0.0));
+			out = F->q;
+		}
+	} else {
+		uint32_t ni = foldin_user_inputs(s, lu, F->items, F->strength, FOLDIN_MAX_INPUTS);
+		uint64_t t0 = now_ns();
+		int r = foldin_solve(&F->gram, s, F->items, F->strength, ni, uv, &F->fp, F->scratch, F->q);
+		R->solve_s += qu_since(t0);
+		R->solves++;
+		if (r == 0)
+			out = F->q;
+		else if (r != -ENODATA)
+			qu_die("fold-in: %s", strerror(-r));
+	}
+	/* How far the live query moved from the snapshot embedding. */
+	const float *x0 = snap_user_vec(s, u);
+	double qq = 0, xx = 0, qx = 0;
+	for (uint32_t d = 0; out && d < dim; d++) {
+		qq += (double)out[d] * out[d];
+		xx += (double)x0[d] * x0[d];
+		qx += (double)out[d] * x0[d];
+	}
+	if (qq > 0 && xx > 0) {
+		R->cos_sum += qx / sqrt(qq * xx);
+		R->n_cos++;
+	}
+	live_forget_user(&F->lv, last[0].ukey);
+	if (++F->users % 256 == 0)
+		ck_epoch_barrier(&F->wrec);   /* no readers: frees what was retired */
+	return out;
+}
+
 int main(int argc, char **argv)
 {
 	qu_prog = "recd-eval";
@@ -381,6 +575,11 @@ int main(int argc, char **argv)
 		{ "json", required_argument, NULL, 'j' },
 		{ "markdown", required_argument, NULL, 'M' },
 		{ "label", required_argument, NULL, 'L' },
+		{ "replay", required_argument, NULL, 'R' },
+		{ "foldin-prior", required_argument, NULL, 'P' },
+		{ "foldin-lambda", required_argument, NULL, 'A' },
+		{ "foldin-alpha", required_argument, NULL, 'B' },
+		{ "foldin-log-confidence", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -389,6 +588,8 @@ int main(int argc, char **argv)
 	uint32_t k = 10, nprobe = 96, budget = 100000;
 	int64_t window = 3600000;
 	bool any = false;
+	uint32_t replay_events = 10;
+	double prior = 10, f_lambda = -1, f_alpha = -1, f_log_eps = -1;
 	struct result res[M__COUNT];
 	memset(res, 0, sizeof(res));
 	for (int m = 0; m < M__COUNT; m++)
@@ -408,6 +609,11 @@ int main(int argc, char **argv)
 		case 'j': json_path = optarg; break;
 		case 'M': md_path = optarg; break;
 		case 'L': label = optarg; break;
+		case 'R': replay_events = (uint32_t)qu_opt_u64("--replay", optarg, 1, LIVE_RECENT); break;
+		case 'P': prior = qu_opt_double("--foldin-prior", optarg, 0, 1e12); break;
+		case 'A': f_lambda = qu_opt_double("--foldin-lambda", optarg, 1e-9, 1e9); break;
+		case 'B': f_alpha = qu_opt_double("--foldin-alpha", optarg, 0, 1e9); break;
+		case 'E': f_log_eps = qu_opt_double("--foldin-log-confidence", optarg, 1e-9, 1e9); break;
 		case 'T':
 			if (!strcmp(optarg, "any"))
 				any = true;
@@ -474,6 +680,7 @@ int main(int argc, char **argv)
 			x->uid = tr.v[b].uid;
 			x->ulen = tr.v[b].ulen;
 			x->n_train = (uint32_t)(e - b);
+			x->tr_from = b;
 			uint32_t m = 0;
 			for (uint64_t q = b; q < e; q++)
 				if (tr.v[q].item != UINT32_MAX)
@@ -598,6 +805,37 @@ int main(int argc, char **argv)
 		if (!(pw = pipe_worker_new()))
 			qu_die("out of memory");
 	}
+	/* The live rows: one empty live state, the Gram matrix of the items. */
+	static struct replay F;   /* static: ck_epoch keeps its records linked */
+	bool live_rows = false;
+	for (int m = 0; m < M__COUNT; m++)
+		live_rows |= is_live_method(m) && res[m].on;
+	const char *params_from = "recd-train's defaults";
+	F.fp = foldin_default_params;
+	if (params_from_version(s->hdr->model_version, &F.fp))
+		params_from = "the model version";
+	if (f_lambda > 0 || f_alpha >= 0 || f_log_eps > 0)
+		params_from = "the options";
+	if (f_lambda > 0)
+		F.fp.lambda = f_lambda;
+	if (f_alpha >= 0)
+		F.fp.alpha = f_alpha;
+	if (f_log_eps > 0)
+		F.fp.log_eps = f_log_eps;
+	F.fp.prior = prior;
+	F.events = replay_events;
+	if (live_rows) {
+		ck_epoch_init(&F.epoch);
+		ck_epoch_register(&F.epoch, &F.wrec, NULL);
+		if (live_init(&F.lv, dim, 1024, &F.wrec))
+			qu_die("out of memory");
+		uint64_t tg = now_ns();
+		if (foldin_gram_build(s, &F.gram))
+			qu_die("out of memory");
+		F.gram_s = qu_since(tg);
+		F.scratch = qu_malloc(sizeof(double) * foldin_scratch_doubles(dim));
+		F.q = qu_malloc(sizeof(float) * dim);
+	}
 
 	for (int m = 0; m < M__COUNT; m++) {
 		struct result *R = &res[m];
@@ -619,22 +857,9 @@ int main(int argc, char **argv)
 			struct ev *byt = qu_malloc(sizeof(*byt) * (tr.n + 1));
 			memcpy(byt, tr.v, sizeof(*byt) * tr.n);
 			qsort(byt, tr.n, sizeof(*byt), cmp_ev_time);
-			static const uint8_t etype[] = { EVENT_VIEW, EVENT_CLICK, EVENT_RATING, EVENT_ADD_TO_CART,
-							 EVENT_PURCHASE };
 			struct event evt;
 			for (uint64_t q = 0; q < tr.n; q++) {
-				const struct ev *x = &byt[q];
-				memset(&evt, 0, offsetof(struct event, user_id));
-				evt.type = etype[x->type];
-				evt.flags = EVENT_HAS_USER | EVENT_HAS_ITEM;
-				evt.ts_ms = (uint64_t)MAX(x->ts, 0);
-				evt.user_key = x->ukey;
-				evt.item_key = event_key(x->iid, x->ilen);
-				evt.value = 1;
-				evt.user_len = (uint8_t)MIN(x->ulen, EVENT_ID_MAX);
-				evt.item_len = (uint8_t)MIN(x->ilen, EVENT_ID_MAX);
-				memcpy(evt.user_id, x->uid, evt.user_len);
-				memcpy(evt.item_id, x->iid, evt.item_len);
+				to_event(&byt[q], &evt);
 				if (live_apply(&lv, &evt, s))
 					qu_die("live state: out of memory");
 				if ((q & 1023) == 1023)
@@ -650,9 +875,7 @@ int main(int argc, char **argv)
 			uint32_t *L = lists + (size_t)u * k, n = 0;
 			switch (m) {
 			case M_POPULAR:
-				for (uint32_t q = 0; q < n_pop && n < k; q++)
-					if (!in_sorted(x->excl, x->n_excl, pop_order[q]))
-						L[n++] = pop_order[q];
+				n = popular_list(pop_order, n_pop, x, k, L);
 				break;
 			case M_COVISIT: {
 				memset(score, 0, sizeof(double) * ni);
@@ -681,19 +904,20 @@ int main(int argc, char **argv)
 				}
 				break;
 			}
-			case M_MF: {
-				const float *uv = snap_user_vec(s, u);
-				for (uint32_t i = 0; i < ni; i++) {
-					const float *iv = snap_item_vec(s, i);
-					double d = 0;
-					for (uint32_t a = 0; a < dim; a++)
-						d += (double)uv[a] * (double)iv[a];
-					score[i] = d;
+			case M_MF:
+				n = search_exact(s, snap_user_vec(s, u), unservable, x, k, score, skip, L);
+				break;
+			case M_BLEND:
+			case M_FOLDIN:
+			case M_COLD_SESSION:
+			case M_COLD_FOLDIN: {
+				const float *q = live_query(&F, m, s, tr.v, x, u, R);
+				if (q) {
+					n = search_exact(s, q, unservable, x, k, score, skip, L);
+				} else {
+					R->fallbacks++;
+					n = popular_list(pop_order, n_pop, x, k, L);
 				}
-				memcpy(skip, unservable, ni);
-				for (uint32_t a = 0; a < x->n_excl; a++)
-					skip[x->excl[a]] = 1;
-				n = qm_topk(score, ni, skip, k, L);
 				break;
 			}
 			case M_ENGINE: {
@@ -826,6 +1050,36 @@ int main(int argc, char **argv)
 			R->se_d_hr = sqrt(vdh / (n - 1) / n);
 			R->se_d_ndcg = sqrt(vdn / (n - 1) / n);
 		}
+		int bm = live_baseline(m);
+		if (bm >= 0 && res[bm].on) {
+			const struct result *B = &res[bm];
+			double sh = 0, sn = 0, vh = 0, vn = 0;
+			for (uint32_t u = 0; u < nu; u++)
+				if (U[u].n_rel_total) {
+					sh += R->u_hr[u] - B->u_hr[u];
+					sn += R->u_ndcg[u] - B->u_ndcg[u];
+				}
+			R->b_hr = sh / n;
+			R->b_ndcg = sn / n;
+			for (uint32_t u = 0; u < nu; u++)
+				if (U[u].n_rel_total) {
+					double a = R->u_hr[u] - B->u_hr[u] - R->b_hr, b = R->u_ndcg[u] - B->u_ndcg[u] - R->b_ndcg;
+					vh += a * a;
+					vn += b * b;
+				}
+			R->se_b_hr = sqrt(vh / (n - 1) / n);
+			R->se_b_ndcg = sqrt(vn / (n - 1) / n);
+			R->has_base = true;
+		}
+	}
+	if (live_rows) {
+		ck_epoch_barrier(&F.wrec);
+		live_destroy(&F.lv);
+		ck_epoch_barrier(&F.wrec);
+		ck_epoch_unregister(&F.wrec);
+		foldin_gram_free(&F.gram);
+		free(F.scratch);
+		free(F.q);
 	}
 
 	/* ---- output ---- */
@@ -846,6 +1100,11 @@ int main(int argc, char **argv)
 	       "%u with history but no embedding; catalogue %u items, k %u (load %.2f s)\n\n",
 	       label[0] ? " " : "", label, test_users, with_history, evaluated, nothing_new, no_embedding, ni, k,
 	       t_load);
+	if (live_rows)
+		printf("live rows: each user's last %u train events replayed; fold-in lambda %g, alpha %g%s (from %s), "
+		       "prior %g; Gram matrix %.1f ms\n\n",
+		       F.events, F.fp.lambda, F.fp.alpha, F.fp.log_eps > 0 ? ", log confidence" : "", params_from,
+		       F.fp.prior, 1e3 * F.gram_s);
 	fputs(mdbuf, stdout);
 	for (int m = 0; m < M__COUNT; m++) {
 		const struct result *R = &res[m];
@@ -860,6 +1119,15 @@ int main(int argc, char **argv)
 		       R->seconds, R->len, (unsigned long long)R->excluded_shown);
 		if (m == M_COVISIT)
 			printf(", %llu co-visited pairs", (unsigned long long)covisit_pairs);
+		if (is_live_method(m))
+			printf(", %llu with nothing to search with (popularity)", (unsigned long long)R->fallbacks);
+		if (R->solves)
+			printf(", %.1f us per fold-in solve", 1e6 * R->solve_s / (double)R->solves);
+		if (R->n_cos)
+			printf(", mean cos(query, snapshot embedding) %.3f", R->cos_sum / (double)R->n_cos);
+		if (R->has_base)
+			printf("\n%-13s vs %s: HR %+.4f +- %.4f, NDCG %+.4f +- %.4f (paired)", "",
+			       method_names[live_baseline(m)], R->b_hr, R->se_b_hr, R->b_ndcg, R->se_b_ndcg);
 		if (m == M_ENGINE || m == M_ENGINE_GIVEN) {
 			printf(", %llu Lua fallbacks; routes:", (unsigned long long)R->lua_failures);
 			for (uint32_t q = 0; q < R->n_routes; q++)
@@ -882,8 +1150,13 @@ int main(int argc, char **argv)
 		json_str(f, label);
 		fprintf(f, ",\n  \"k\": %u,\n  \"catalogue_items\": %u,\n  \"test_users\": %u,\n"
 			"  \"with_train_history\": %u,\n  \"evaluated_users\": %u,\n  \"nothing_new\": %u,\n"
-			"  \"test_type\": \"%s\",\n  \"methods\": {\n",
+			"  \"test_type\": \"%s\",\n",
 			k, ni, test_users, with_history, evaluated, nothing_new, any ? "any" : "purchase");
+		if (live_rows)
+			fprintf(f, "  \"foldin\": {\"replayed_events\": %u, \"lambda\": %g, \"alpha\": %g, \"log_confidence\": %g, "
+				"\"prior\": %g, \"gram_ms\": %.3f},\n",
+				F.events, F.fp.lambda, F.fp.alpha, F.fp.log_eps, F.fp.prior, 1e3 * F.gram_s);
+		fputs("  \"methods\": {\n", f);
 		bool first = true;
 		for (int m = 0; m < M__COUNT; m++) {
 			const struct result *R = &res[m];
@@ -900,6 +1173,16 @@ int main(int argc, char **argv)
 			if (R->has_diff)
 				fprintf(f, ", \"vs_popular\": {\"hr\": %.6f, \"se_hr\": %.6f, \"ndcg\": %.6f, \"se_ndcg\": %.6f}",
 					R->d_hr, R->se_d_hr, R->d_ndcg, R->se_d_ndcg);
+			if (is_live_method(m))
+				fprintf(f, ", \"replayed_events\": %u, \"fallbacks\": %llu", F.events,
+					(unsigned long long)R->fallbacks);
+			if (R->solves)
+				fprintf(f, ", \"solve_us\": %.2f", 1e6 * R->solve_s / (double)R->solves);
+			if (R->n_cos)
+				fprintf(f, ", \"cos_to_snapshot\": %.4f", R->cos_sum / (double)R->n_cos);
+			if (R->has_base)
+				fprintf(f, ", \"vs_%s\": {\"hr\": %.6f, \"se_hr\": %.6f, \"ndcg\": %.6f, \"se_ndcg\": %.6f}",
+					method_names[live_baseline(m)], R->b_hr, R->se_b_hr, R->b_ndcg, R->se_b_ndcg);
 			fputc('}', f);
 			first = false;
 		}

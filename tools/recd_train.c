@@ -10,7 +10,9 @@
  * Each half-step solves, per user (then per item), the D x D system
  *   (Y'Y + sum_{i in N(u)} (c_ui - 1) y_i y_i' + lambda I) x_u = sum_{i in N(u)} c_ui y_i
  * exactly by Cholesky, in double precision, using the shared Gram matrix
- * Y'Y so the cost is O(nnz D^2 + (users + items) D^3) per iteration.
+ * Y'Y so the cost is O(nnz D^2 + (users + items) D^3) per iteration. The
+ * Gram matrix and the solve are engine/live/foldin's, the code the engine
+ * folds a live shopper in with, so training and serving solve one system.
  *
  * Determinism: every row is solved from the same inputs in the same
  * arithmetic order whichever thread takes it, Gram entries are summed in
@@ -29,6 +31,7 @@
 #include <unistd.h>
 #include "core/common.h"
 #include "events/evlog.h"
+#include "live/foldin.h"
 #include "quality_util.h"
 
 static const char usage_text[] =
@@ -235,49 +238,10 @@ static void build_csr(const struct trip *t, uint64_t n, uint32_t n_users, uint32
 
 struct model {
 	uint32_t dim;
-	double lambda, alpha, log_eps;   /* log_eps > 0: logarithmic confidence */
+	struct foldin_params p;    /* lambda, alpha, log_eps; prior 0 */
 };
 
-static inline double confidence(const struct model *m, float r)
-{
-	return m->log_eps > 0 ? 1.0 + m->alpha * log1p((double)r / m->log_eps) : 1.0 + m->alpha * (double)r;
-}
-
-/* In-place Cholesky of the lower triangle of a (d x d, row-major), then
- * solve a x = b into x. Returns false when a is not positive definite. */
-static bool chol_solve(double *a, const double *b, double *x, uint32_t d)
-{
-	for (uint32_t j = 0; j < d; j++) {
-		double s = a[(size_t)j * d + j];
-		for (uint32_t k = 0; k < j; k++)
-			s -= a[(size_t)j * d + k] * a[(size_t)j * d + k];
-		if (!(s > 0))
-			return false;
-		double l = sqrt(s);
-		a[(size_t)j * d + j] = l;
-		for (uint32_t i = j + 1; i < d; i++) {
-			double t = a[(size_t)i * d + j];
-			for (uint32_t k = 0; k < j; k++)
-				t -= a[(size_t)i * d + k] * a[(size_t)j * d + k];
-			a[(size_t)i * d + j] = t / l;
-		}
-	}
-	for (uint32_t i = 0; i < d; i++) {      /* L z = b */
-		double t = b[i];
-		for (uint32_t k = 0; k < i; k++)
-			t -= a[(size_t)i * d + k] * x[k];
-		x[i] = t / a[(size_t)i * d + i];
-	}
-	for (uint32_t i = d; i-- > 0;) {        /* L' x = z */
-		double t = x[i];
-		for (uint32_t k = i + 1; k < d; k++)
-			t -= a[(size_t)k * d + i] * x[k];
-		x[i] = t / a[(size_t)i * d + i];
-	}
-	return true;
-}
-
-enum job_kind { JOB_GRAM, JOB_SOLVE, JOB_LOSS };
+enum job_kind { JOB_SOLVE, JOB_LOSS };
 
 struct job {
 	enum job_kind kind;
@@ -287,9 +251,6 @@ struct job {
 	uint32_t n_other;
 	float *out;                /* the side being solved: (R->rows, dim) */
 	const double *gram;        /* dim x dim of `other` */
-	double *gram_out;          /* JOB_GRAM: dim x dim of out-of (gram_src, gram_rows) */
-	const float *gram_src;
-	uint32_t gram_rows;
 	double *loss_row;          /* JOB_LOSS: per row of R */
 	atomic_uint_fast64_t next;
 	uint64_t total;
@@ -298,48 +259,15 @@ struct job {
 
 #define CHUNK 16u
 
-static void run_gram(struct job *j, uint64_t a)
+static void run_solve(struct job *j, uint64_t row, double *scratch)
 {
-	uint32_t d = j->m->dim;
-	/* Row a of the lower triangle: sums over rows in order. */
-	for (uint32_t b = 0; b <= a; b++) {
-		double s = 0;
-		for (uint32_t r = 0; r < j->gram_rows; r++)
-			s += (double)j->gram_src[(size_t)r * d + a] * (double)j->gram_src[(size_t)r * d + b];
-		j->gram_out[(size_t)a * d + b] = s;
-		j->gram_out[(size_t)b * d + a] = s;
-	}
-}
-
-static void run_solve(struct job *j, uint64_t row, double *A, double *bv, double *x)
-{
-	const struct model *m = j->m;
-	uint32_t d = m->dim;
 	const struct csr *R = j->R;
-	memcpy(A, j->gram, sizeof(double) * d * d);
-	for (uint32_t a = 0; a < d; a++) {
-		A[(size_t)a * d + a] += m->lambda;
-		bv[a] = 0;
-	}
-	for (uint64_t k = R->off[row]; k < R->off[row + 1]; k++) {
-		const float *y = j->other + (size_t)R->col[k] * d;
-		double c = confidence(m, R->r[k]);
-		for (uint32_t a = 0; a < d; a++) {
-			double ya = (c - 1.0) * (double)y[a];
-			double *Ar = A + (size_t)a * d;
-			for (uint32_t b = 0; b <= a; b++)
-				Ar[b] += ya * (double)y[b];
-			bv[a] += c * (double)y[a];
-		}
-	}
-	float *out = j->out + (size_t)row * d;
-	if (!chol_solve(A, bv, x, d)) {
+	uint32_t d = j->m->dim;
+	uint64_t from = R->off[row];
+	/* A system that is not positive definite leaves the row at 0. */
+	if (foldin_solve_rows(j->gram, d, j->other, d, R->col + from, R->r + from, (uint32_t)(R->off[row + 1] - from),
+			      NULL, &j->m->p, scratch, j->out + (size_t)row * d))
 		atomic_fetch_add(&j->failed, 1);
-		memset(out, 0, sizeof(float) * d);
-		return;
-	}
-	for (uint32_t a = 0; a < d; a++)
-		out[a] = (float)x[a];
 }
 
 /* Loss terms of one row of R: x' G x + sum_{observed} [c (1 - s)^2 - s^2]
@@ -362,38 +290,28 @@ static void run_loss(struct job *j, uint64_t row)
 		double s = 0;
 		for (uint32_t a = 0; a < d; a++)
 			s += (double)x[a] * (double)y[a];
-		q += confidence(m, j->R->r[k]) * (1 - s) * (1 - s) - s * s;
+		q += foldin_confidence(&m->p, j->R->r[k]) * (1 - s) * (1 - s) - s * s;
 	}
-	j->loss_row[row] = q + m->lambda * nx;
+	j->loss_row[row] = q + m->p.lambda * nx;
 }
 
 static void *worker(void *arg)
 {
 	struct job *j = arg;
-	uint32_t d = j->m->dim;
-	double *A = NULL, *bv = NULL, *x = NULL;
-	if (j->kind == JOB_SOLVE) {
-		A = qu_malloc(sizeof(double) * d * d);
-		bv = qu_malloc(sizeof(double) * d);
-		x = qu_malloc(sizeof(double) * d);
-	}
+	double *scratch = j->kind == JOB_SOLVE ? qu_malloc(sizeof(double) * foldin_scratch_doubles(j->m->dim)) : NULL;
 	for (;;) {
 		uint64_t from = atomic_fetch_add(&j->next, CHUNK);
 		if (from >= j->total)
 			break;
 		uint64_t to = MIN(from + CHUNK, j->total);
 		for (uint64_t r = from; r < to; r++) {
-			if (j->kind == JOB_GRAM)
-				run_gram(j, r);
-			else if (j->kind == JOB_SOLVE)
-				run_solve(j, r, A, bv, x);
+			if (j->kind == JOB_SOLVE)
+				run_solve(j, r, scratch);
 			else
 				run_loss(j, r);
 		}
 	}
-	free(A);
-	free(bv);
-	free(x);
+	free(scratch);
 	return NULL;
 }
 
@@ -416,10 +334,13 @@ static void run(struct job *j, uint64_t total)
 		pthread_join(th[k], NULL);
 }
 
-static void gram(const struct model *m, const float *v, uint32_t rows, double *g)
+/* One thread: blocked, it streams the rows once (foldin.c); each entry
+ * is summed in row order, so the bits do not depend on --threads. */
+static void gram(struct foldin_gram *g, const float *v, uint32_t rows)
 {
-	struct job j = { .kind = JOB_GRAM, .m = m, .gram_out = g, .gram_src = v, .gram_rows = rows };
-	run(&j, m->dim);
+	foldin_gram_reset(g);
+	foldin_gram_add(g, v, g->dim, rows);
+	foldin_gram_finish(g);
 }
 
 static uint64_t solve(const struct model *m, const struct csr *R, const float *other, uint32_t n_other,
@@ -441,7 +362,7 @@ static double loss(const struct model *m, const struct csr *U, const float *X, c
 	for (uint32_t u = 0; u < U->rows; u++)
 		total += loss_row[u];
 	for (uint64_t k = 0; k < (uint64_t)n_items * m->dim; k++)
-		total += m->lambda * (double)Y[k] * (double)Y[k];
+		total += m->p.lambda * (double)Y[k] * (double)Y[k];
 	return total;
 }
 
@@ -485,7 +406,7 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	const char *items_path = NULL, *inter_path = NULL, *evlog_dir = NULL, *users_path = NULL, *out = NULL;
-	struct model m = { .dim = 64, .lambda = 0.1, .alpha = 10, .log_eps = 0 };
+	struct model m = { .dim = 64, .p = foldin_default_params };
 	uint64_t iters = 15, seed = 1;
 	int64_t before = INT64_MAX;
 	bool quiet = false;
@@ -502,9 +423,9 @@ int main(int argc, char **argv)
 		case 'B': before = (int64_t)qu_opt_u64("--before", optarg, 0, INT64_MAX); break;
 		case 'd': m.dim = (uint32_t)qu_opt_u64("--dim", optarg, 1, 1024); break;
 		case 'n': iters = qu_opt_u64("--iters", optarg, 1, 1000); break;
-		case 'l': m.lambda = qu_opt_double("--lambda", optarg, 1e-9, 1e9); break;
-		case 'a': m.alpha = qu_opt_double("--alpha", optarg, 0, 1e9); break;
-		case 'g': m.log_eps = qu_opt_double("--log-confidence", optarg, 1e-9, 1e9); break;
+		case 'l': m.p.lambda = qu_opt_double("--lambda", optarg, 1e-9, 1e9); break;
+		case 'a': m.p.alpha = qu_opt_double("--alpha", optarg, 0, 1e9); break;
+		case 'g': m.p.log_eps = qu_opt_double("--log-confidence", optarg, 1e-9, 1e9); break;
 		case 's': seed = qu_opt_u64("--seed", optarg, 0, UINT64_MAX); break;
 		case 't': n_threads = (unsigned)qu_opt_u64("--threads", optarg, 1, 256); break;
 		case 'q': quiet = true; break;
@@ -610,24 +531,26 @@ int main(int argc, char **argv)
 	double scale = 0.1 / sqrt((double)d);
 	for (uint64_t k = 0; k < (uint64_t)n_items * d; k++)
 		Y[k] = (float)(((double)(qu_splitmix(&st) >> 11) * 0x1p-53 - 0.5) * 2.0 * scale);
-	double *G = qu_malloc(sizeof(double) * d * d);
+	struct foldin_gram G;
+	if (foldin_gram_init(&G, d))
+		qu_die("out of memory");
 	double *loss_row = qu_malloc(sizeof(double) * (n_users ? n_users : 1));
 	if (!quiet)
-		printf("recd-train: dim %u, lambda %g, alpha %g%s, %llu iterations, %u threads\n", d, m.lambda, m.alpha,
-		       m.log_eps > 0 ? " (log confidence)" : "", (unsigned long long)iters, n_threads);
+		printf("recd-train: dim %u, lambda %g, alpha %g%s, %llu iterations, %u threads\n", d, m.p.lambda,
+		       m.p.alpha, m.p.log_eps > 0 ? " (log confidence)" : "", (unsigned long long)iters, n_threads);
 	uint64_t failed = 0;
 	for (uint64_t it = 1; it <= iters; it++) {
 		uint64_t t1 = now_ns();
-		gram(&m, Y, n_items, G);
-		failed += solve(&m, &U, Y, n_items, G, X);
+		gram(&G, Y, n_items);
+		failed += solve(&m, &U, Y, n_items, G.m, X);
 		double tu = qu_since(t1);
 		uint64_t t2 = now_ns();
-		gram(&m, X, n_users, G);
-		failed += solve(&m, &I, X, n_users, G, Y);
+		gram(&G, X, n_users);
+		failed += solve(&m, &I, X, n_users, G.m, Y);
 		double ti = qu_since(t2);
 		if (!quiet) {
-			gram(&m, Y, n_items, G);
-			double l = loss(&m, &U, X, Y, n_items, G, loss_row);
+			gram(&G, Y, n_items);
+			double l = loss(&m, &U, X, Y, n_items, G.m, loss_row);
 			printf("iter %3llu: loss %.6e (%.4f per pair) users %.2f s, items %.2f s\n",
 			       (unsigned long long)it, l, l / ((double)n_users * n_items), tu, ti);
 			fflush(stdout);
@@ -654,7 +577,7 @@ int main(int argc, char **argv)
 
 	free(uid);
 	free(ulen);
-	free(G);
+	foldin_gram_free(&G);
 	free(loss_row);
 	free(X);
 	free(Y);

@@ -5,6 +5,11 @@
 #include <string.h>
 #include "api/api.h"
 #include "api/api_explain.h"
+#include "api/api_models.h"
+#include "exp/exp.h"
+#include "exp/exp_ledger.h"
+#include "exp/exp_report.h"
+#include <xxhash.h>
 #include "core/log.h"
 #include "ctl/ctl.h"
 #include "events/kafka.h"
@@ -293,6 +298,94 @@ static void put_opt_str(struct buf *b, const char *key, const char *v)
 	buf_put_json_str(b, v, strlen(v));
 }
 
+static struct exp_ledger *api_ledger;   /* set once before the workers start */
+
+void api_set_ledger(struct exp_ledger *l)
+{
+	api_ledger = l;
+}
+
+/* The request's item ids as indexes of snapshot `s` (the page's item
+ * must exist; cart items it lacks are left out). 0 or -1. */
+static int resolve_items(const struct rec_params *p, const struct snap *s, struct pipe_request *rq, uint32_t *cart)
+{
+	rq->snap = s;
+	rq->context_item = -1;
+	rq->n_cart = 0;
+	if (p->item_len >= 0) {
+		rq->context_item = snap_item_find(s, p->item_id, (size_t)p->item_len);
+		if (rq->context_item < 0)
+			return -1;
+	}
+	for (uint32_t i = 0; i < p->n_cart; i++) {
+		/* Items the snapshot does not know yet cannot be candidates anyway. */
+		int64_t idx = snap_item_find(s, p->cart[i], (size_t)p->cart_len[i]);
+		if (idx >= 0)
+			cart[rq->n_cart++] = (uint32_t)idx;
+	}
+	rq->cart = cart;
+	return 0;
+}
+
+/* What the ledger keeps of a list: its first EXP_IMP_ITEMS items. */
+static void impression_fill(struct exp_impression *imp, const struct snap *s, const struct pipe_result *res,
+			    const struct rec_params *p, uint32_t slot, uint64_t request_key, uint64_t user_key,
+			    uint64_t took_us, uint8_t kind)
+{
+	imp->request_key = request_key;
+	imp->user_key = user_key;
+	imp->ts_ms = now_wall_ms();
+	imp->snap_generation = s->generation;
+	imp->slot = slot;
+	imp->took_us = (uint32_t)MIN(took_us, (uint64_t)UINT32_MAX);
+	imp->kind = kind;
+	imp->flags = (res->lua_rc ? EXP_IMP_FALLBACK : 0) | (res->n ? 0 : EXP_IMP_EMPTY);
+	imp->strategy = res->n ? res->strategy : 0;
+	imp->tier = (uint8_t)res->tier;
+	imp->overlap = 0;
+	size_t pl = strnlen(p->placement, EXP_PLACEMENT_LEN);
+	imp->placement_len = (uint8_t)pl;
+	memcpy(imp->placement, p->placement, pl);
+	imp->n = (uint8_t)MIN(res->n, EXP_IMP_ITEMS);
+	for (uint32_t i = 0; i < imp->n; i++) {
+		imp->items[i] = res->items[i].item;
+		struct str id = snap_item_id(s, res->items[i].item);
+		imp->item_keys[i] = XXH3_64bits(id.p, id.len);
+	}
+}
+
+/* Shadow variants of the shopper's experiment: computed, compared with
+ * what was served, recorded, never returned. After the response is
+ * written (the pipe's arrays are reused). */
+static void run_shadows(struct api_worker *w, const struct rec_params *p, const struct pipe_request *served_rq,
+			const struct exp_experiment *e, const struct exp_impression *served)
+{
+	for (uint32_t i = 0; i < e->n_variants; i++) {
+		const struct exp_variant *v = &e->v[i];
+		if (!v->shadow || ck_pr_load_32(&exp_slots[v->slot].disabled))
+			continue;
+		uint64_t t0 = now_ns();
+		struct pipe_request rq = *served_rq;
+		uint32_t cart[API_MAX_CART];
+		struct snap *s = srv_model_snapshot(w->srv, v->model_slot);
+		if (!s || resolve_items(p, s, &rq, cart))
+			continue;
+		if (s != srv_snapshot(w->srv))
+			rq.refresh = NULL;   /* the lists are the main model's */
+		rq.variant = v;
+		struct pipe_result res;
+		pipe_recommend(w->pipe, w->lua, &rq, &res);
+		struct exp_impression *imp = &w->imp;
+		impression_fill(imp, s, &res, p, v->slot, 0, served->user_key, (now_ns() - t0) / 1000, EXP_IMP_SHADOW);
+		uint32_t same = 0;
+		for (uint32_t a = 0; a < imp->n; a++)
+			for (uint32_t b = 0; b < served->n; b++)
+				same += imp->item_keys[a] == served->item_keys[b];
+		imp->overlap = (uint8_t)same;
+		exp_ledger_impression(api_ledger, w->id, imp);
+	}
+}
+
 /* Run a recommendation and write the response. */
 static int api_recommend(struct api_worker *w, const struct rec_params *p, bool close, struct buf *out,
 			 uint64_t t0)
@@ -304,6 +397,19 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 	struct snap *s = srv_snapshot(w->srv);
 	if (unlikely(!s))
 		return api_fail(out, close, 503, "not_ready", "no snapshot loaded yet");
+
+	/* The shopper's experiment, from the set of this worker's policies. */
+	const struct exp_set *es = NULL;
+	const struct exp_variant *variant = NULL;
+	struct exp_pick pick;
+	if (p->user_len > 0 && p->personalize && w->lua && (es = exp_set_for(lua_host_generation(w->lua))) && es->n &&
+	    exp_assign(es, p->user_id, (size_t)p->user_len, p->placement[0] ? p->placement : NULL, strlen(p->placement),
+		       &pick)) {
+		variant = &es->e[pick.experiment].v[pick.variant];
+		struct snap *ms = variant->model_slot > 0 ? srv_model_snapshot(w->srv, variant->model_slot) : NULL;
+		if (ms)
+			s = ms;
+	}
 
 	struct updater *u = w->srv->updater;
 	struct pipe_request rq = {
@@ -320,12 +426,14 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 		/* Behind: a shopper without a precomputed list gets the other
 		 * sources instead of a search now (and a list is asked for). */
 		.shed = cfg->shed_backlog > 0 && w->backlog >= (uint32_t)cfg->shed_backlog,
+		.variant = variant,
 	};
-	if (p->item_len >= 0) {
-		rq.context_item = snap_item_find(s, p->item_id, (size_t)p->item_len);
-		if (rq.context_item < 0)
-			return api_fail(out, close, 400, "bad_request", "unknown item_id '%.64s'", p->item_id);
-	}
+	/* Per-user lists are computed on the main model only. */
+	if (s != srv_snapshot(w->srv))
+		rq.refresh = NULL;
+	uint32_t cart[API_MAX_CART];
+	if (resolve_items(p, s, &rq, cart))
+		return api_fail(out, close, 400, "bad_request", "unknown item_id '%.64s'", p->item_id);
 	if (p->user_len >= 0)
 		rq.user_id = p->user_id, rq.user_id_len = (uint32_t)p->user_len;
 	if (p->placement[0])
@@ -334,15 +442,6 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 		rq.device = p->device, rq.device_len = (uint32_t)strlen(p->device);
 	if (p->region[0])
 		rq.region = p->region, rq.region_len = (uint32_t)strlen(p->region);
-	uint32_t cart[API_MAX_CART];
-	for (uint32_t i = 0; i < p->n_cart; i++) {
-		/* Items the snapshot does not know yet cannot be candidates anyway. */
-		int64_t idx = snap_item_find(s, p->cart[i], (size_t)p->cart_len[i]);
-		if (idx >= 0)
-			cart[rq.n_cart++] = (uint32_t)idx;
-	}
-	rq.cart = cart;
-
 	struct pipe_result res;
 	pipe_recommend(w->pipe, w->lua, &rq, &res);
 	struct metrics_worker *m = w->metrics;
@@ -356,9 +455,13 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 	struct buf *b = &w->body;
 	buf_reset(b);
 	w->seq++;
-	buf_printf(b, "{\"request_id\":\"%08llx-%02x-%08llx\",\"user_id\":",
-		   (unsigned long long)(w->srv->start_time_ms / 1000) & 0xffffffffull, w->id,
-		   (unsigned long long)w->seq);
+	char request_id[32];
+	int rid_len = snprintf(request_id, sizeof(request_id), "%08llx-%02x-%08llx",
+			       (unsigned long long)(w->srv->start_time_ms / 1000) & 0xffffffffull, w->id,
+			       (unsigned long long)w->seq);
+	buf_puts_lit(b, "{\"request_id\":\"");
+	buf_put(b, request_id, (size_t)rid_len);
+	buf_puts_lit(b, "\",\"user_id\":");
 	if (p->user_len >= 0)
 		buf_put_json_str(b, p->user_id, (size_t)p->user_len);
 	else
@@ -401,17 +504,38 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 		buf_puts(b, lua_hook_names[res.failed_hook]);
 		buf_puts_lit(b, "\"");
 	}
+	if (variant) {
+		buf_puts_lit(b, ",\"experiment\":");
+		const struct exp_experiment *e = &es->e[pick.experiment];
+		buf_put_json_str(b, e->name, strlen(e->name));
+		buf_puts_lit(b, ",\"variant\":");
+		const char *vn = exp_pick_variant_name(es, &pick);
+		buf_put_json_str(b, vn, strlen(vn));
+	}
 	buf_puts_lit(b, ",\"snapshot\":");
 	char snapname[SNAP_MODEL_VERSION_LEN + 24];
 	int sl = snprintf(snapname, sizeof(snapname), "%s@%llu", s->hdr->model_version,
 			  (unsigned long long)s->generation);
 	buf_put_json_str(b, snapname, (size_t)sl);
+	uint64_t took_us = (now_ns() - t0) / 1000;
 	buf_puts_lit(b, ",\"took_us\":");
-	buf_put_u64(b, (now_ns() - t0) / 1000);
+	buf_put_u64(b, took_us);
 	buf_puts_lit(b, "}\n");
 	if (unlikely(b->oom))
 		return api_fail(out, close, 500, "internal", "out of memory");
 	api_write(out, 200, JSON_CT, b, close, NULL);
+	if (api_ledger) {
+		/* The engine's own impression log: what it served, to whom, in
+		 * which variant; clicks and purchases are matched to it. */
+		uint64_t user_key = p->user_len > 0 && p->personalize ? XXH3_64bits(p->user_id, (size_t)p->user_len) : 0;
+		impression_fill(&w->imp, s, &res, p, variant ? pick.slot : EXP_NO_SLOT,
+				XXH3_64bits(request_id, (size_t)rid_len), user_key, took_us, EXP_IMP_SERVED);
+		exp_ledger_impression(api_ledger, w->id, &w->imp);
+		if (variant && es->e[pick.experiment].n_shadow && !(pick.flags & EXP_PICK_HOLDOUT)) {
+			struct exp_impression served = w->imp;
+			run_shadows(w, p, &rq, &es->e[pick.experiment], &served);
+		}
+	}
 	return 200;
 }
 
@@ -703,6 +827,7 @@ static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
 	g->workers = srv->n_workers;
 	g->connections_open = (int64_t)ck_pr_load_64(&srv->conn_open);
 	g->snapshot_load_failures = ck_pr_load_64(&srv->snapshot_load_failures);
+	api_models_gauges(srv, g);
 	g->strategy_names = lua_source_names;
 	struct updater *u = srv->updater;
 	if (u) {
@@ -775,9 +900,27 @@ static int api_metrics(struct api_worker *w, bool close, struct buf *out)
 	api_fill_gauges(w->srv, &g);
 	buf_reset(&w->body);
 	metrics_render(&w->body, &g);
+	if (api_ledger)
+		exp_report_metrics(api_ledger, &w->body);
 	if (w->body.oom)
 		return api_fail(out, close, 500, "internal", "out of memory");
 	api_write(out, 200, "text/plain; version=0.0.4; charset=utf-8", &w->body, close, NULL);
+	return 200;
+}
+
+/* GET /admin/experiments (quality false) or /admin/quality. */
+static int api_admin_experiments(struct api_worker *w, bool quality, bool close, struct buf *out)
+{
+	if (!api_ledger)
+		return api_fail(out, close, 503, "not_ready", "the experiment ledger is not running");
+	buf_reset(&w->body);
+	if (quality)
+		exp_report_quality_json(api_ledger, &w->body);
+	else
+		exp_report_json(api_ledger, &w->body);
+	if (w->body.oom)
+		return api_fail(out, close, 500, "internal", "out of memory");
+	api_write(out, 200, JSON_CT, &w->body, close, NULL);
 	return 200;
 }
 
@@ -809,6 +952,7 @@ static int api_admin_status(struct api_worker *w, bool close, struct buf *out)
 	} else {
 		buf_puts_lit(b, "null");
 	}
+	api_models_status(srv, b);
 	buf_printf(b, ",\"snapshot_load_failures\":%llu,\"config\":",
 		   (unsigned long long)ck_pr_load_64(&srv->snapshot_load_failures));
 	cfg_dump_json(&srv->cfg, b);
@@ -1003,13 +1147,27 @@ static int api_admin_reload(struct api_worker *w, const struct http_request *req
 	}
 	if (r < 0 && r != -ENOENT)
 		return api_fail(out, close, 400, "bad_request", "what must be snapshot, policies, settings or all");
+	/* model=<name>: the snapshot part reloads that model only. */
+	unsigned models = CTL_MODELS_ALL;
+	char model_s[CFG_MODEL_NAME_MAX + 2];
+	int mr = http_query_get(req->query, "model", model_s, sizeof(model_s));
+	if (mr != -ENOENT) {
+		int ms = mr >= 0 ? srv_model_find(w->srv, model_s, (size_t)mr) : -1;
+		if (ms < 0)
+			return api_fail(out, close, 404, "unknown_model", "no model named '%.*s' (see `models`)",
+					mr > 0 ? mr : 0, model_s);
+		if (r >= 0 && what != CTL_RELOAD_SNAPSHOT)
+			return api_fail(out, close, 400, "bad_request", "model needs what=snapshot");
+		what = CTL_RELOAD_SNAPSHOT;
+		models = 1u << ms;
+	}
 	struct ctl_reload_result res;
 	/* The admin worker waits for the control thread here (admin traffic
 	 * only); the watchdog must not take that for a stuck worker. */
 	struct srv_thread_slot *slot = w->srv->slots && w->id < w->srv->n_threads ? &w->srv->slots[w->id] : NULL;
 	if (slot)
 		ck_pr_store_int(&slot->waiting, 1);
-	r = ctl_request_reload(w->srv, what, &res);
+	r = ctl_request_reload_models(w->srv, what, models, &res);
 	if (slot)
 		ck_pr_store_int(&slot->waiting, 0);
 	if (r)
@@ -1042,7 +1200,9 @@ static int api_admin_reload(struct api_worker *w, const struct http_request *req
 		buf_puts_lit(b, ",\"detail\":");
 		buf_put_json_str(b, res.error, strlen(res.error));
 	}
-	buf_printf(b, "},\"policies\":{\"status\":\"%s\",\"generation\":%llu", st[res.policy_status],
+	buf_putc(b, '}');
+	api_models_reload(w->srv, &res, b);
+	buf_printf(b, ",\"policies\":{\"status\":\"%s\",\"generation\":%llu", st[res.policy_status],
 		   (unsigned long long)res.policy_generation);
 	if (res.policy_error[0]) {
 		buf_puts_lit(b, ",\"detail\":");
@@ -1182,6 +1342,12 @@ int api_handle(struct api_worker *w, const struct http_request *req, bool closin
 		if (STR_EQ(path, "/admin/status")) {
 			*ep = MEP_ADMIN;
 			return get ? api_admin_status(w, close, out) : method_not_allowed(out, close, "GET");
+		}
+		if (STR_EQ(path, "/admin/experiments") || STR_EQ(path, "/admin/quality")) {
+			*ep = MEP_ADMIN;
+			if (!get)
+				return method_not_allowed(out, close, "GET");
+			return api_admin_experiments(w, path.len == strlen("/admin/quality"), close, out);
 		}
 		if (path.len > 13 && !memcmp(path.p, "/admin/users/", 13))
 			return api_admin_user(w, req, close, out, ep);

@@ -10,6 +10,7 @@
 
 #include "core/buf.h"
 #include "core/srv.h"
+#include "exp/exp_ledger.h"
 #include "events/event.h"
 #include "http/http_parse.h"
 #include "json/json.h"
@@ -49,7 +50,13 @@ struct api_worker {
 	uint32_t backlog;              /* completions queued at the start of this loop turn */
 	uint64_t hold_seq;             /* the answer just written must wait until this
 	                                  worker's events up to here are applied */
+	struct exp_impression imp;     /* scratch: the impression being recorded */
 };
+
+/* The experiment ledger workers record impressions into (main, before
+ * the workers start; NULL: none). */
+struct exp_ledger;
+void api_set_ledger(struct exp_ledger *l);
 
 int api_worker_init(struct api_worker *w, struct recd_server *srv, uint32_t id, bool admin);
 void api_worker_free(struct api_worker *w);

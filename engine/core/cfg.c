@@ -34,6 +34,12 @@ const struct cfg_key cfg_table[] = {
 	  "reload the snapshot when its file is replaced (rename into place)", 0 },
 	{ "snapshot_hugepages", CFG_BOOL, OFF(snapshot_hugepages), 0, 0, "false", true,
 	  "map snapshots 2 MiB-aligned with MADV_HUGEPAGE (transparent huge pages for the page cache)", 0 },
+	{ "model_name", CFG_STRING, OFF(model_name), 0, 0, "default", false,
+	  "name of the snapshot's model among the models (experiments, /admin/status, recd_model_* metrics)",
+	  CFG_F_MODEL_NAME },
+	{ "models", CFG_STRING, OFF(models), 0, 0, "", false,
+	  "more snapshots served beside the main one, \"name=path,name=path\" (at most 8, names [A-Za-z0-9_-], "
+	  "same dimension as the main one)", CFG_F_MODELS },
 	STR(plugins_dir, "", "directory of Lua policy plugins (\"\" = built-in policies only)"),
 	STR(lua_dir, "", "directory of the Lua policy API (lua/); \"\" = the installed copy"),
 	INT(plugin_budget_us, 10, 1000000, 2000, true,
@@ -106,6 +112,9 @@ const struct cfg_key cfg_table[] = {
 	    "users kept in live state; beyond it the least recently seen are evicted"),
 	INT(live_user_ttl_s, 60, 31536000, 604800, false,
 	    "forget live state of users idle this long (seconds)"),
+	INT(attribution_window_s, 1, 604800, 1800, false,
+	    "a click, add_to_cart or purchase without a request_id is attributed to the shopper's newest "
+	    "list served within this many seconds that showed the item"),
 	{ "log_level", CFG_LEVEL, OFF(log_level), 0, 0, "info", true,
 	  "error, warn, info or debug", 0 },
 	{ "access_log_sample", CFG_FRACTION, OFF(access_log_sample), 0, 0, "0", true,
@@ -270,6 +279,79 @@ static bool cfg_choice_ok(const char *choices, const char *v)
 	return false;
 }
 
+bool cfg_model_name_ok(const char *s, size_t len)
+{
+	if (!len || len > CFG_MODEL_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+			return false;
+	return true;
+}
+
+/* The names go into metric labels, log lines and JSON unescaped, hence
+ * the narrow alphabet; a path cannot hold a comma (the separator). */
+int cfg_models_parse(const char *list, struct cfg_model *out, size_t *n, char *err, size_t errlen)
+{
+	struct { const char *name, *path; size_t nl, pl; } seen[CFG_MAX_MODELS];
+	*n = 0;
+	const char *p = list;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (!*p)
+		return 0;
+	for (;;) {
+		size_t len = strcspn(p, ",");
+		const char *end = p + len;
+		const char *a = p, *b = end;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		if (a == b)
+			return cfg_err(err, errlen, "models: empty entry in '%s'", list);
+		const char *eq = memchr(a, '=', (size_t)(b - a));
+		if (!eq)
+			return cfg_err(err, errlen, "models: expected name=path, got '%.*s'", (int)(b - a), a);
+		const char *ne = eq, *ps = eq + 1;
+		while (ne > a && (ne[-1] == ' ' || ne[-1] == '\t'))
+			ne--;
+		while (ps < b && (*ps == ' ' || *ps == '\t'))
+			ps++;
+		size_t nl = (size_t)(ne - a), pl = (size_t)(b - ps);
+		if (!cfg_model_name_ok(a, nl))
+			return cfg_err(err, errlen, "models: '%.*s' is not a model name (1 to %d letters, digits, '_' or '-')",
+				       (int)nl, a, CFG_MODEL_NAME_MAX);
+		if (!pl)
+			return cfg_err(err, errlen, "models: %.*s has no path", (int)nl, a);
+		if (pl >= PATH_MAX)
+			return cfg_err(err, errlen, "models: %.*s: path longer than %d bytes", (int)nl, a, PATH_MAX - 1);
+		if (ps[pl - 1] == '/')
+			return cfg_err(err, errlen, "models: %.*s: '%.*s' names a directory, not a snapshot file", (int)nl,
+				       a, (int)pl, ps);
+		if (*n == CFG_MAX_MODELS)
+			return cfg_err(err, errlen, "models: more than %d models", CFG_MAX_MODELS);
+		for (size_t i = 0; i < *n; i++) {
+			if (seen[i].nl == nl && !memcmp(seen[i].name, a, nl))
+				return cfg_err(err, errlen, "models: %.*s is named twice", (int)nl, a);
+			if (seen[i].pl == pl && !memcmp(seen[i].path, ps, pl))
+				return cfg_err(err, errlen, "models: %.*s and %.*s have the same path '%.*s'",
+					       (int)seen[i].nl, seen[i].name, (int)nl, a, (int)pl, ps);
+		}
+		seen[*n].name = a, seen[*n].nl = nl, seen[*n].path = ps, seen[*n].pl = pl;
+		if (out) {
+			memcpy(out[*n].name, a, nl);
+			out[*n].name[nl] = '\0';
+			memcpy(out[*n].path, ps, pl);
+			out[*n].path[pl] = '\0';
+		}
+		(*n)++;
+		if (!*end)
+			return 0;
+		p = end + 1;
+	}
+}
+
 int cfg_set(struct recd_config *cfg, const char *key, const char *value, char *err, size_t errlen)
 {
 	const struct cfg_key *k = cfg_find(key, strlen(key));
@@ -318,6 +400,15 @@ int cfg_set(struct recd_config *cfg, const char *key, const char *value, char *e
 				       value);
 		break;
 	case CFG_STRING:
+		if ((k->flags & CFG_F_MODEL_NAME) && !cfg_model_name_ok(value, strlen(value)))
+			return cfg_err(err, errlen, "%s: '%s' is not a model name (1 to %d letters, digits, '_' or '-')",
+				       k->name, value, CFG_MODEL_NAME_MAX);
+		if (k->flags & CFG_F_MODELS) {
+			size_t n;
+			int rc = cfg_models_parse(value, NULL, &n, err, errlen);
+			if (rc)
+				return rc;
+		}
 		break;
 	}
 	size_t len = strlen(value);
@@ -525,6 +616,23 @@ int cfg_validate(const struct recd_config *cfg, char *err, size_t errlen)
 		if (!strcmp(cfg->listen, cfg->admin_listen) && !cfg_port_is_zero(cfg->listen))
 			return cfg_err(err, errlen, "listen and admin_listen are the same (%s)",
 				       cfg->listen);
+	}
+	if (cfg->models[0]) {
+		struct cfg_model *m = malloc(CFG_MAX_MODELS * sizeof(*m));
+		size_t n = 0;
+		if (!m)
+			return cfg_err(err, errlen, "models: out of memory");
+		int r = cfg_models_parse(cfg->models, m, &n, err, errlen);
+		for (size_t i = 0; !r && i < n; i++) {
+			if (!strcmp(m[i].name, cfg->model_name))
+				r = cfg_err(err, errlen, "models: %s is the name of the main snapshot (model_name)", m[i].name);
+			else if (!strcmp(m[i].path, cfg->snapshot))
+				r = cfg_err(err, errlen, "models: %s has the path of the main snapshot (%s)", m[i].name,
+					    m[i].path);
+		}
+		free(m);
+		if (r)
+			return r;
 	}
 	if (cfg->kafka_brokers[0]) {
 		if (!cfg->kafka_topics[0])

@@ -14,6 +14,10 @@
 
 struct buf;
 
+/* Named snapshots served beside the main one (`models`, core/srv.h). */
+#define CFG_MAX_MODELS 8       /* extra models, the main one not counted */
+#define CFG_MODEL_NAME_MAX 31  /* [A-Za-z0-9_-], at least one */
+
 enum cfg_type {
 	CFG_INT,     /* int64 within [min, max] */
 	CFG_BOOL,    /* true/false/yes/no/on/off/1/0 */
@@ -32,6 +36,8 @@ struct recd_config {
 	char snapshot[PATH_MAX];   /* snapshot file to serve */
 	bool snapshot_watch;       /* reload when the file is replaced */
 	bool snapshot_hugepages;   /* map snapshots 2 MiB-aligned with MADV_HUGEPAGE */
+	char model_name[CFG_MODEL_NAME_MAX + 1]; /* the snapshot's name among the models */
+	char models[4096];         /* more models: "name=path,name=path" (cfg_models_parse) */
 	char plugins_dir[PATH_MAX];
 	char lua_dir[PATH_MAX];    /* the policy API library (lua/); "" = installed copy */
 	int64_t plugin_budget_us;  /* per hook call */
@@ -72,6 +78,7 @@ struct recd_config {
 	int64_t live_max_users;
 	int64_t live_user_ttl_s;
 	char log_level[16];
+	int64_t attribution_window_s; /* experiments: outcomes without request_id match lists this recent */
 	int64_t access_log_sample; /* share of main-listener requests in the access log, per million */
 	bool debug_endpoints;      /* test-only admin endpoints */
 	bool demo;                 /* generate and serve the embedded demo data */
@@ -96,6 +103,8 @@ struct cfg_key {
 
 #define CFG_F_POW2     1u  /* CFG_INT: must be a power of two */
 #define CFG_F_OPTIONAL 2u  /* CFG_ADDR: "" is accepted (= off) */
+#define CFG_F_MODEL_NAME 4u /* CFG_STRING: a model name */
+#define CFG_F_MODELS   8u  /* CFG_STRING: a `models` list (cfg_models_parse) */
 
 extern const struct cfg_key cfg_table[];
 extern const size_t cfg_table_len;
@@ -114,6 +123,19 @@ int cfg_set(struct recd_config *cfg, const char *key, const char *value, char *e
 int cfg_load_file(struct recd_config *cfg, const char *path, char *err, size_t errlen);
 /* Cross-field checks after everything is set (e.g. token for non-loopback admin). */
 int cfg_validate(const struct recd_config *cfg, char *err, size_t errlen);
+
+/* One entry of a `models` list. */
+struct cfg_model {
+	char name[CFG_MODEL_NAME_MAX + 1];
+	char path[PATH_MAX];
+};
+/* Parse a `models` value: comma-separated `name=path` entries (spaces
+ * around either part ignored; "" = none), at most CFG_MAX_MODELS, names
+ * valid and distinct, paths non-empty and distinct. Fills out[] (may be
+ * NULL: check only) and *n. -EINVAL with err naming the key and problem. */
+int cfg_models_parse(const char *list, struct cfg_model *out, size_t *n, char *err, size_t errlen);
+/* Is [s, s+len) a model name ([A-Za-z0-9_-]{1,31})? */
+bool cfg_model_name_ok(const char *s, size_t len);
 
 /* What the command line asked for besides settings. */
 struct cfg_cli {

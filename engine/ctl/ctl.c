@@ -17,6 +17,7 @@
 #include "api/api.h"
 #include "core/log.h"
 #include "ctl/ctl.h"
+#include "exp/exp_lua.h"
 #include "lua/lua_host.h"
 #include "lua/lua_set.h"
 
@@ -27,6 +28,14 @@
 struct ctl_retired {
 	ck_epoch_entry_t entry;    /* first member: the callback casts back */
 	struct snap *snap;
+	int slot;                  /* the model it served */
+};
+
+/* The file watch of one model slot. */
+struct ctl_watch {
+	int wd;                    /* of the file's directory; -1 = none */
+	char name[256];            /* the file's name in it */
+	uint64_t due_ns;           /* 0 = no file-triggered reload pending */
 };
 
 static struct {
@@ -40,24 +49,25 @@ static struct {
 	pthread_mutex_t mu;        /* guards the request fields below */
 	pthread_cond_t cv;
 	unsigned req_what;
+	unsigned req_models;       /* slots the snapshot part reloads (mask) */
 	uint64_t req_seq, done_seq;
 	struct ctl_reload_result req_result;
 
 	int inotify_fd;
-	int wd_snapshot, wd_plugins;
-	char watch_name[256];
-	uint64_t reload_due_ns;    /* 0 = no file-triggered reload pending */
-	uint64_t policy_due_ns;    /* same, for the plugins directory */
+	int wd_plugins;
+	struct ctl_watch watch[SRV_MAX_MODELS + 1];   /* by model slot */
+	uint64_t policy_due_ns;    /* 0 = no file-triggered policy reload pending */
 	/* Staged copies of policy sets (lua_set.h): [0] is the published one;
 	 * the two before it stay while workers may still rebuild from them. */
 	struct lua_set sets[3];
 } ctl = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .inotify_fd = -1,
-	.wd_snapshot = -1, .wd_plugins = -1 };
+	.wd_plugins = -1 };
 
 static void retired_free(ck_epoch_entry_t *e)
 {
 	struct ctl_retired *r = (struct ctl_retired *)e;
-	log_info("snapshot_unmapped", "generation=%llu", (unsigned long long)r->snap->generation);
+	log_info("snapshot_unmapped", "model=%s generation=%llu", srv_model_name(ctl.srv, r->slot),
+		 (unsigned long long)r->snap->generation);
 	snap_close(r->snap);
 	free(r);
 	ctl.retired_pending--;
@@ -76,84 +86,138 @@ static void result_serving(const struct recd_server *srv, struct ctl_reload_resu
 	const struct snap *s = srv->snapshot;
 	res->generation = s ? s->generation : 0;
 	snprintf(res->model_version, sizeof(res->model_version), "%s", s ? s->hdr->model_version : "");
+	res->n_models = srv_model_count(srv);
+	for (uint32_t i = 0; i < res->n_models; i++) {
+		const struct snap *m = srv_model_snapshot((struct recd_server *)srv, (int)i);
+		res->models[i].generation = m ? m->generation : 0;
+	}
 }
 
-/* Load, validate, publish; retire the old snapshot. Control thread only. */
-static void reload_snapshot(struct recd_server *srv, struct ctl_reload_result *res)
+/* Load, validate and publish model `slot` when its file changed; retire
+ * the snapshot it replaces. The same path for the main snapshot and every
+ * extra model. Control thread only. */
+static enum ctl_reload_status reload_model(struct recd_server *srv, int slot, char *err, size_t errlen)
 {
-	const char *path = srv->cfg.snapshot;
+	struct srv_model_ref m;
+	if (!srv_model_ref(srv, slot, &m))
+		return CTL_UNCHANGED;
+	const char *path = m.path;
 	struct stat st;
 	struct srv_file_id id;
-	struct snap *s, *old = srv->snapshot;
+	struct snap *s, *old = *m.snapshot;
+	/* Every model is scored against the same query vectors (users, the
+	 * session), so all share the main snapshot's dimension. */
+	const struct snap *ref = slot ? srv->snapshot : old;
 	uint64_t t0 = now_ns();
 
-	res->error[0] = 0;
-	if (!path[0]) {
-		res->status = CTL_UNCHANGED;
-		result_serving(srv, res);
-		return;
-	}
+	err[0] = 0;
+	if (!path[0])
+		return CTL_UNCHANGED;
 	if (stat(path, &st)) {
-		snprintf(res->error, sizeof(res->error), "%.300s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%.300s: %s", path, strerror(errno));
 		goto refused;
 	}
 	file_id_of(&st, &id);
-	if (old && !memcmp(&id, &srv->snapshot_file, sizeof(id))) {
-		res->status = CTL_UNCHANGED;
-		result_serving(srv, res);
-		return;
-	}
+	if (old && !memcmp(&id, m.file, sizeof(id)))
+		return CTL_UNCHANGED;
 	struct snap_open_opts so = { .hugepages = srv->cfg.snapshot_hugepages };
-	if (snap_open_opts(path, &so, &s, res->error, sizeof(res->error)))
+	if (snap_open_opts(path, &so, &s, err, errlen))
 		goto refused;
-	if (old && s->dim != old->dim) {
-		snprintf(res->error, sizeof(res->error),
-			 "dimension %u differs from the serving snapshot's %u (restart to change it)", s->dim,
-			 old->dim);
+	if (ref && s->dim != ref->dim) {
+		if (slot)
+			snprintf(err, errlen, "dimension %u differs from the main snapshot's %u (model %s: every model "
+				 "needs the main one's dimension)", s->dim, ref->dim, srv->cfg.model_name);
+		else
+			snprintf(err, errlen, "dimension %u differs from the serving snapshot's %u (restart to change it)",
+				 s->dim, ref->dim);
 		snap_close(s);
 		goto refused;
 	}
 	/* Validation read every byte, so the pages are resident; WILLNEED
 	 * keeps the kernel from dropping the embeddings first. */
 	snap_warm(s);
-	srv_publish_snapshot(srv, s);
-	srv->snapshot_file = id;
-	log_info("snapshot_published", "path=%s model=%s generation=%llu items=%u users=%u took_ms=%.1f", path,
-		 s->hdr->model_version, (unsigned long long)s->generation, s->n_items, s->n_users,
-		 (double)(now_ns() - t0) / 1e6);
+	srv_publish_model(srv, slot, s);
+	*m.file = id;
+	log_info("snapshot_published", "model=%s path=%s model_version=%s generation=%llu items=%u users=%u "
+		 "took_ms=%.1f", m.name, path, s->hdr->model_version, (unsigned long long)s->generation, s->n_items,
+		 s->n_users, (double)(now_ns() - t0) / 1e6);
 	if (old) {
 		struct ctl_retired *r = malloc(sizeof(*r));
 		if (!r) {
 			/* Leaking the old mapping beats unmapping under a reader. */
-			log_error("snapshot_retire_failed", "generation=%llu err=\"out of memory\"",
+			log_error("snapshot_retire_failed", "model=%s generation=%llu err=\"out of memory\"", m.name,
 				  (unsigned long long)old->generation);
 		} else {
 			r->snap = old;
+			r->slot = slot;
 			ctl.retired_pending++;
 			ck_epoch_call(&ctl.record, &r->entry, retired_free);
 		}
 	}
-	res->status = CTL_RELOADED;
-	result_serving(srv, res);
-	return;
+	return CTL_RELOADED;
 refused:
-	ck_pr_store_64(&srv->snapshot_load_failures, srv->snapshot_load_failures + 1);
-	log_error("snapshot_refused", "path=%s err=\"%s\" serving_generation=%llu", path, res->error,
+	ck_pr_store_64(m.load_failures, *m.load_failures + 1);
+	log_error("snapshot_refused", "model=%s path=%s err=\"%s\" serving_generation=%llu", m.name, path, err,
 		  (unsigned long long)(old ? old->generation : 0));
-	res->status = CTL_REFUSED;
+	return CTL_REFUSED;
+}
+
+/* The snapshot part of a reload: every slot in `models` whose file
+ * changed. The summary in res: refused beats reloaded beats unchanged. */
+static void reload_snapshots(struct recd_server *srv, unsigned models, struct ctl_reload_result *res)
+{
+	for (uint32_t i = 0; i < srv_model_count(srv); i++) {
+		if (!(models & (1u << i)))
+			continue;
+		enum ctl_reload_status st = reload_model(srv, (int)i, res->models[i].error,
+							 sizeof(res->models[i].error));
+		res->models[i].status = st;
+		if (st == CTL_REFUSED && res->status != CTL_REFUSED) {
+			res->status = CTL_REFUSED;
+			if (i)
+				snprintf(res->error, sizeof(res->error), "model %s: %.340s", srv_model_name(srv, (int)i),
+					 res->models[i].error);
+			else
+				snprintf(res->error, sizeof(res->error), "%s", res->models[i].error);
+		} else if (st == CTL_RELOADED && res->status == CTL_UNCHANGED) {
+			res->status = CTL_RELOADED;
+		}
+	}
+	result_serving(srv, res);
+}
+
+/* A fresh answer: nothing done yet, what serves now. */
+static void result_init(const struct recd_server *srv, struct ctl_reload_result *res)
+{
+	res->status = CTL_UNCHANGED;
+	res->error[0] = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(res->models); i++) {
+		res->models[i].status = CTL_UNCHANGED;
+		res->models[i].error[0] = 0;
+	}
 	result_serving(srv, res);
 }
 
 int ctl_load_initial(struct recd_server *srv, char *err, size_t errlen)
 {
-	struct ctl_reload_result res;
+	static struct ctl_reload_result res;   /* large: not on the stack */
 	ctl.srv = srv;
 	ck_epoch_init(&srv->epoch);
 	ck_epoch_register(&srv->epoch, &ctl.record, NULL);
 	ctl.registered = true;
-	reload_snapshot(srv, &res);
-	if (res.status == CTL_REFUSED) {
-		snprintf(err, errlen, "%s", res.error);
+	int r = srv_models_init(srv, err, errlen);
+	if (r)
+		return r;
+	/* The main snapshot first: generation 1, and the dimension the
+	 * others are held to. */
+	for (uint32_t i = 0; i < srv_model_count(srv); i++) {
+		if (reload_model(srv, (int)i, res.models[i].error, sizeof(res.models[i].error)) != CTL_REFUSED)
+			continue;
+		if (i)
+			snprintf(err, errlen, "model %s (%s): %s", srv_model_name(srv, (int)i), srv->models[i - 1].path,
+				 res.models[i].error);
+		else
+			snprintf(err, errlen, "%s", res.models[i].error);
 		return -EINVAL;
 	}
 	return 0;
@@ -186,6 +250,10 @@ static void reload_policies(struct recd_server *srv, bool only_if_changed, struc
 					   sizeof(res->policy_error));
 		lua_set_unstage_msg(&set, src, res->policy_error, sizeof(res->policy_error));
 	}
+	/* The experiments come with the set: a bad experiments.lua refuses it. */
+	struct exp_set *exps = NULL;
+	if (!r)
+		r = ctl_experiments_load(srv, set.dir, src, &exps, res->policy_error, sizeof(res->policy_error));
 	if (r) {
 		lua_set_remove(&set);
 		res->policy_status = CTL_REFUSED;
@@ -200,6 +268,8 @@ static void reload_policies(struct recd_server *srv, bool only_if_changed, struc
 	if (api_policies_stage(srv, set.dir, lua_host_published() + 1, serr, sizeof(serr)))
 		log_warn("policy_stage_failed", "err=\"%s\" detail=\"workers build their own states\"", serr);
 	snprintf(srv->policy_dir, sizeof(srv->policy_dir), "%s", set.dir);
+	/* Before the generation: a worker that sees it finds its set. */
+	ctl_experiments_publish(exps, lua_host_published() + 1);
 	res->policy_generation = lua_host_publish();
 	res->policy_status = CTL_RELOADED;
 	lua_set_remove(&ctl.sets[2]);
@@ -208,6 +278,47 @@ static void reload_policies(struct recd_server *srv, bool only_if_changed, struc
 	ctl.sets[0] = set;
 	log_info("policy_published", "generation=%llu plugins=%s staged=%s took_ms=%.1f",
 		 (unsigned long long)res->policy_generation, src, set.dir, (double)(now_ns() - t0) / 1e6);
+}
+
+static int model_lookup(void *ctx, const char *name)
+{
+	return srv_model_find(ctx, name, strlen(name));
+}
+
+int ctl_experiments_load(struct recd_server *srv, const char *dir, const char *shown, struct exp_set **out,
+			 char *err, size_t errlen)
+{
+	int r = exp_lua_load(dir, shown, model_lookup, srv, out, err, errlen);
+	if (!r && (*out)->n)
+		for (uint32_t i = 0; i < (*out)->n; i++)
+			for (uint32_t v = 0; v < (*out)->e[i].n_variants; v++)
+				if ((*out)->e[i].v[v].model_slot > 0 &&
+				    !srv_model_snapshot(srv, (*out)->e[i].v[v].model_slot)) {
+					snprintf(err, errlen, "%s/experiments.lua: experiment '%s': variant '%s': model "
+						 "'%s' is not loaded", shown, (*out)->e[i].name, (*out)->e[i].v[v].name,
+						 (*out)->e[i].v[v].model);
+					free(*out);
+					*out = NULL;
+					return -EINVAL;
+				}
+	return r;
+}
+
+static void exp_retired_free(ck_epoch_entry_t *e)
+{
+	free(e);   /* retire is the set's first member */
+	ctl.retired_pending--;
+}
+
+void ctl_experiments_publish(struct exp_set *s, uint64_t generation)
+{
+	s->generation = generation;
+	struct exp_set *gone = exp_set_publish(s);
+	if (gone) {
+		ctl.retired_pending++;
+		ck_epoch_call(&ctl.record, &gone->retire, exp_retired_free);
+	}
+	log_info("experiments_published", "generation=%llu experiments=%u", (unsigned long long)generation, s->n);
 }
 
 void ctl_adopt_policies(const struct lua_set *initial)
@@ -275,18 +386,26 @@ static void notify_status(const struct recd_server *srv)
 		   srv->n_workers, (unsigned long long)ck_pr_load_64(&srv->conn_open));
 }
 
-static void do_reload(struct recd_server *srv, unsigned what, const char *source, struct ctl_reload_result *res)
+static void do_reload(struct recd_server *srv, unsigned what, unsigned models, const char *source,
+		      struct ctl_reload_result *res)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading (%s)",
 		   (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000, source);
-	log_info("reload", "source=%s what=%s", source,
+	/* Name the models only when the snapshot part is limited to some. */
+	char names[(CFG_MODEL_NAME_MAX + 1) * (SRV_MAX_MODELS + 1) + 8] = "";
+	unsigned all = (1u << srv_model_count(srv)) - 1;
+	if ((what & CTL_RELOAD_SNAPSHOT) && (models & all) != all) {
+		for (uint32_t i = 0; i < srv_model_count(srv); i++)
+			if (models & (1u << i))
+				list_add(names, sizeof(names), srv_model_name(srv, (int)i));
+	}
+	log_info("reload", "source=%s what=%s%s%s", source,
 		 what == CTL_RELOAD_ALL ? "all" : what == CTL_RELOAD_SNAPSHOT ? "snapshot" :
-		 what == CTL_RELOAD_POLICIES ? "policies" : what == CTL_RELOAD_SETTINGS ? "settings" : "several");
-	res->status = CTL_UNCHANGED;
-	result_serving(srv, res);
-	res->error[0] = 0;
+		 what == CTL_RELOAD_POLICIES ? "policies" : what == CTL_RELOAD_SETTINGS ? "settings" : "several",
+		 names[0] ? " models=" : "", names);
+	result_init(srv, res);
 	res->policy_status = CTL_UNCHANGED;
 	res->policy_generation = lua_host_published();
 	res->policy_error[0] = 0;
@@ -297,7 +416,7 @@ static void do_reload(struct recd_server *srv, unsigned what, const char *source
 	if (what & CTL_RELOAD_SETTINGS)
 		reload_settings(srv, res);
 	if (what & CTL_RELOAD_SNAPSHOT)
-		reload_snapshot(srv, res);
+		reload_snapshots(srv, models, res);
 	if (what & CTL_RELOAD_POLICIES)
 		reload_policies(srv, !strcmp(source, "plugins_change"), res);
 	sd_notify(0, "READY=1");
@@ -306,6 +425,12 @@ static void do_reload(struct recd_server *srv, unsigned what, const char *source
 
 int ctl_request_reload(struct recd_server *srv, unsigned what, struct ctl_reload_result *res)
 {
+	return ctl_request_reload_models(srv, what, CTL_MODELS_ALL, res);
+}
+
+int ctl_request_reload_models(struct recd_server *srv, unsigned what, unsigned models,
+			      struct ctl_reload_result *res)
+{
 	pthread_mutex_lock(&ctl.mu);
 	if (!ctl.running) {
 		pthread_mutex_unlock(&ctl.mu);
@@ -313,6 +438,7 @@ int ctl_request_reload(struct recd_server *srv, unsigned what, struct ctl_reload
 	}
 	uint64_t my = ++ctl.req_seq;
 	ctl.req_what |= what;
+	ctl.req_models |= models;
 	pthread_kill(ctl.thread, SIGUSR1);
 	struct timespec deadline;
 	clock_gettime(CLOCK_REALTIME, &deadline);
@@ -332,14 +458,15 @@ static void serve_requests(struct recd_server *srv)
 {
 	pthread_mutex_lock(&ctl.mu);
 	uint64_t upto = ctl.req_seq;
-	unsigned what = ctl.req_what;
-	ctl.req_what = 0;
+	unsigned what = ctl.req_what, models = ctl.req_models;
+	ctl.req_what = ctl.req_models = 0;
 	pthread_mutex_unlock(&ctl.mu);
 	if (!what)
 		return;
-	/* Requests that arrive together share one reload and one answer. */
-	struct ctl_reload_result res;
-	do_reload(srv, what, "admin", &res);
+	/* Requests that arrive together share one reload and one answer (for
+	 * the union of what and of the models they asked for). */
+	static struct ctl_reload_result res;   /* large: not on the stack */
+	do_reload(srv, what, models, "admin", &res);
 	pthread_mutex_lock(&ctl.mu);
 	ctl.req_result = res;
 	ctl.done_seq = upto;
@@ -347,10 +474,15 @@ static void serve_requests(struct recd_server *srv)
 	pthread_mutex_unlock(&ctl.mu);
 }
 
+/* Watch the directory of every model's file (a rename into place is the
+ * way to replace one) and the plugins directory. Several files in one
+ * directory share its watch descriptor; events are told apart by name. */
 static void watch_start(struct recd_server *srv)
 {
 	bool snap = srv->cfg.snapshot_watch && srv->cfg.snapshot[0];
 	bool plugins = srv->cfg.plugins_dir[0] != 0;
+	for (size_t i = 0; i < ARRAY_SIZE(ctl.watch); i++)
+		ctl.watch[i].wd = -1;
 	if (!snap && !plugins)
 		return;
 	ctl.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -358,19 +490,25 @@ static void watch_start(struct recd_server *srv)
 		log_warn("watch_failed", "err=\"%s\"", strerror(errno));
 		return;
 	}
-	if (snap) {
+	for (uint32_t i = 0; snap && i < srv_model_count(srv); i++) {
+		struct srv_model_ref m;
+		srv_model_ref(srv, (int)i, &m);
 		char dir[PATH_MAX], base[PATH_MAX];
-		snprintf(dir, sizeof(dir), "%s", srv->cfg.snapshot);
-		snprintf(base, sizeof(base), "%s", srv->cfg.snapshot);
-		snprintf(ctl.watch_name, sizeof(ctl.watch_name), "%s", basename(base));
-		ctl.wd_snapshot = inotify_add_watch(ctl.inotify_fd, dirname(dir), IN_CLOSE_WRITE | IN_MOVED_TO);
-		if (ctl.wd_snapshot < 0)
-			log_warn("snapshot_watch_failed", "path=%s err=\"%s\"", srv->cfg.snapshot, strerror(errno));
+		snprintf(dir, sizeof(dir), "%s", m.path);
+		snprintf(base, sizeof(base), "%s", m.path);
+		snprintf(ctl.watch[i].name, sizeof(ctl.watch[i].name), "%s", basename(base));
+		/* IN_MASK_ADD: a directory watched for several reasons keeps
+		 * every reason's events. */
+		ctl.watch[i].wd = inotify_add_watch(ctl.inotify_fd, dirname(dir),
+						    IN_CLOSE_WRITE | IN_MOVED_TO | IN_MASK_ADD);
+		if (ctl.watch[i].wd < 0)
+			log_warn("snapshot_watch_failed", "model=%s path=%s err=\"%s\"", m.name, m.path,
+				 strerror(errno));
 	}
 	/* Editors save by rename or in place; a deleted hook counts too. */
 	if (plugins) {
 		ctl.wd_plugins = inotify_add_watch(ctl.inotify_fd, srv->cfg.plugins_dir,
-						   IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE);
+						   IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_MASK_ADD);
 		if (ctl.wd_plugins < 0)
 			log_warn("plugins_watch_failed", "path=%s err=\"%s\"", srv->cfg.plugins_dir, strerror(errno));
 	}
@@ -392,8 +530,9 @@ static void watch_poll(void)
 		for (char *p = buf; p < buf + n;) {
 			struct inotify_event *ev = (struct inotify_event *)p;
 			uint64_t due = now_ns() + CTL_WATCH_DEBOUNCE_MS * 1000000ull;
-			if (ev->len && ev->wd == ctl.wd_snapshot && !strcmp(ev->name, ctl.watch_name))
-				ctl.reload_due_ns = due;
+			for (size_t i = 0; ev->len && i < ARRAY_SIZE(ctl.watch); i++)
+				if (ev->wd == ctl.watch[i].wd && !strcmp(ev->name, ctl.watch[i].name))
+					ctl.watch[i].due_ns = due;
 			if (ev->len && ev->wd == ctl.wd_plugins && is_lua_file(ev->name))
 				ctl.policy_due_ns = due;
 			p += sizeof(*ev) + ev->len;
@@ -478,18 +617,24 @@ void ctl_run(struct recd_server *srv)
 		int sig = sigtimedwait(&sigs, &si, &tmo);
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
-		struct ctl_reload_result res;
+		static struct ctl_reload_result res;   /* large: not on the stack */
 		if (sig == SIGHUP)
-			do_reload(srv, CTL_RELOAD_ALL, "sighup", &res);
+			do_reload(srv, CTL_RELOAD_ALL, CTL_MODELS_ALL, "sighup", &res);
 		serve_requests(srv);
 		watch_poll();
-		if (ctl.reload_due_ns && now_ns() >= ctl.reload_due_ns) {
-			ctl.reload_due_ns = 0;
-			do_reload(srv, CTL_RELOAD_SNAPSHOT, "file_change", &res);
+		/* Each model's file has its own debounce; those due reload together. */
+		unsigned due = 0;
+		for (size_t i = 0; i < ARRAY_SIZE(ctl.watch); i++) {
+			if (ctl.watch[i].due_ns && now_ns() >= ctl.watch[i].due_ns) {
+				ctl.watch[i].due_ns = 0;
+				due |= 1u << i;
+			}
 		}
+		if (due)
+			do_reload(srv, CTL_RELOAD_SNAPSHOT, due, "file_change", &res);
 		if (ctl.policy_due_ns && now_ns() >= ctl.policy_due_ns) {
 			ctl.policy_due_ns = 0;
-			do_reload(srv, CTL_RELOAD_POLICIES, "plugins_change", &res);
+			do_reload(srv, CTL_RELOAD_POLICIES, CTL_MODELS_ALL, "plugins_change", &res);
 		}
 		if (ctl.retired_pending)
 			ck_epoch_poll(&ctl.record);
@@ -525,6 +670,14 @@ void ctl_shutdown(struct recd_server *srv)
 		ck_epoch_unregister(&ctl.record);
 		ctl.registered = false;
 	}
+	for (struct exp_set *s = exp_set_take_all(), *next; s; s = next) {
+		next = s->prev;
+		free(s);
+	}
 	snap_close(srv->snapshot);
 	srv->snapshot = NULL;
+	for (uint32_t i = 0; i < srv->n_models; i++) {
+		snap_close(srv->models[i].snapshot);
+		srv->models[i].snapshot = NULL;
+	}
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "gen/gen.h"
+#include "core/rng.h"
 #include "snap/snap_format.h"
 
 /* ---- PRNG: xoshiro256** seeded through splitmix64 ---- */
@@ -23,42 +24,23 @@ struct rng {
 	bool has_spare;
 };
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static void rng_init(struct rng *r, uint64_t seed, uint64_t stage)
 {
 	uint64_t x = seed ^ (stage * 0xd1342543de82ef95ull);
 	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&x);
+		r->s[i] = rng_splitmix64(&x);
 	r->has_spare = false;
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
 static inline uint64_t rng_next(struct rng *r)
 {
-	uint64_t *s = r->s;
-	uint64_t out = rotl(s[1] * 5, 7) * 9;
-	uint64_t t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return out;
+	return rng_xoshiro_next(r->s);
 }
 
 /* Uniform in [0, 1) with 53 random bits. */
 static inline double rng_unif(struct rng *r)
 {
-	return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+	return rng_uniform53(r->s);
 }
 
 /* Uniform in [0, n), n > 0; Lemire's multiply-shift, the tiny bias is
@@ -143,7 +125,7 @@ static const char *const nouns[] = {
 static void title_words(uint64_t seed, uint32_t i, const char **adj, const char **noun)
 {
 	uint64_t x = seed ^ ((uint64_t)i * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)ST_WORDS << 56);
-	uint64_t h = splitmix64(&x);
+	uint64_t h = rng_splitmix64(&x);
 	*adj = adjectives[h % ARRAY_SIZE(adjectives)];
 	*noun = nouns[(h >> 32) % ARRAY_SIZE(nouns)];
 }

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "live/checkpoint.h"
 #include "live/updater.h"
+#include "exp/exp_ledger.h"
 
 #define UPD_BATCH 1024          /* events per ring per pass: keeps rings fair */
 #define UPD_IDLE_POLL_MS 100    /* periodic work while idle */
@@ -47,6 +48,11 @@ static void apply_one(struct updater *u, const struct event *ev, const struct sn
 		else if (refresh_event_wanted(ev->type))
 			refresh_request(&u->refresh, ev->user_key);
 	}
+	/* Clicks, carts and purchases to the experiment ledger (attribution);
+	 * replayed ones were attributed by the process that served them. */
+	struct exp_ledger *lg = ck_pr_load_ptr(&u->ledger);
+	if (!replay && lg && !(ev->flags & EVENT_NO_PERSONALIZE))
+		exp_ledger_outcome(lg, ev);
 }
 
 /* What is applied (and durable) may be acknowledged: advance `applied`

@@ -65,6 +65,7 @@
 #include "events/event.h"
 #include "events/evlog.h"
 #include "live/live.h"
+struct exp_ledger;
 #include "live/refresh.h"
 #include "live/trend.h"
 
@@ -118,6 +119,7 @@ struct updater {
 	pthread_t thread;
 	bool started;
 	ck_epoch_record_t rec;  /* reader of snapshots, retirer of live records */
+	struct exp_ledger *ledger; /* ck_pr: where outcomes are attributed (NULL: none) */
 	struct upd_stats stats; /* written by the updater (ck_pr stores) */
 	uint64_t idle_evict_ms;
 	struct trend trend;     /* written by the updater, read by workers (trend.h) */

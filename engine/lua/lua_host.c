@@ -126,7 +126,7 @@ static const struct lua_layout lh_layout[] = {
 	LO_FIELD(lua_req, n_cart), LO_FIELD(lua_req, n_purchased), LO_FIELD(lua_req, placement_len),
 	LO_FIELD(lua_req, device_len), LO_FIELD(lua_req, region_len), LO_FIELD(lua_req, user),
 	LO_FIELD(lua_req, interactions), LO_FIELD(lua_req, context_item), LO_FIELD(lua_req, n),
-	LO_FIELD(lua_req, known), LO_FIELD(lua_req, reserved),
+	LO_FIELD(lua_req, known), LO_FIELD(lua_req, reserved), LO_FIELD(lua_req, variant),
 	LO_STRUCT(lua_route_source),
 	LO_FIELD(lua_route_source, source), LO_FIELD(lua_route_source, n),
 	LO_FIELD(lua_route_source, weight),
@@ -1071,7 +1071,7 @@ static uint32_t lh_fixtures(const struct snap *s, struct lh_fixture *fx)
 		for (uint32_t i = 0; i < 16; i++)
 			x->items[i] = n_items ? (s->n_popular > i ? s->popular[i] : (i * 7919u) % n_items) : 0;
 		struct lua_req *r = &x->req;
-		r->user = r->context_item = LUA_NO_ITEM;
+		r->user = r->context_item = r->variant = LUA_NO_ITEM;
 		r->n = 10;
 		r->placement = f == 3 ? "pdp" : "home";
 		r->placement_len = (uint32_t)strlen(r->placement);

@@ -92,6 +92,7 @@ struct lua_req {
 	uint32_t n;                 /**< items the client asked for */
 	uint8_t known;              /**< 1: the engine knows this user (embedding or history) */
 	uint8_t reserved[3];
+	uint32_t variant;           /**< experiment variant (exp.h lua_index) or LUA_NO_ITEM */
 };
 
 struct lua_route_source {

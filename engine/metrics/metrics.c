@@ -159,13 +159,13 @@ static uint64_t metrics_sum(size_t field_off)
 }
 #define SUM(field) metrics_sum(offsetof(struct metrics_worker, field))
 
-static void metrics_family(struct buf *out, const char *name, const char *type, const char *help)
+void metrics_family(struct buf *out, const char *name, const char *type, const char *help)
 {
 	buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* A label value, escaped as the exposition format asks: \\, \" and \n. */
-static void metrics_label(struct buf *out, const char *s)
+void metrics_label(struct buf *out, const char *s)
 {
 	buf_putc(out, '"');
 	for (; s && *s; s++) {
@@ -340,6 +340,30 @@ static void metrics_render_policies(struct buf *out, const struct metrics_gauges
 	buf_putc(out, '\n');
 }
 
+/* One series per model slot (the main snapshot included). */
+static void metrics_render_models(struct buf *out, const struct metrics_gauges *g)
+{
+	uint32_t n = g->n_models < METRICS_MODELS ? g->n_models : METRICS_MODELS;
+	metrics_family(out, "recd_model_generation", "gauge",
+		       "Generation each model serves (one counter for all models; 0: not loaded).");
+	for (uint32_t i = 0; i < n; i++) {
+		buf_puts_lit(out, "recd_model_generation{model=");
+		metrics_label(out, g->model_names[i] ? g->model_names[i] : "");
+		buf_puts_lit(out, "} ");
+		buf_put_u64(out, g->model_generation[i]);
+		buf_putc(out, '\n');
+	}
+	metrics_family(out, "recd_model_load_failures_total", "counter",
+		       "Loads of each model's snapshot that failed (the previous one kept serving).");
+	for (uint32_t i = 0; i < n; i++) {
+		buf_puts_lit(out, "recd_model_load_failures_total{model=");
+		metrics_label(out, g->model_names[i] ? g->model_names[i] : "");
+		buf_puts_lit(out, "} ");
+		buf_put_u64(out, g->model_load_failures[i]);
+		buf_putc(out, '\n');
+	}
+}
+
 void metrics_render(struct buf *out, const struct metrics_gauges *g)
 {
 	metrics_family(out, "recd_build_info", "gauge", "Build information; always 1.");
@@ -496,4 +520,5 @@ void metrics_render(struct buf *out, const struct metrics_gauges *g)
 	metrics_scalar(out, "recd_snapshot_load_failures_total", "counter",
 		       "Snapshot loads that failed (the previous snapshot kept serving).",
 		       g->snapshot_load_failures);
+	metrics_render_models(out, g);
 }

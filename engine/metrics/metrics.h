@@ -65,6 +65,7 @@ struct metrics_worker {
 	uint64_t events_ring_full;  /* requests answered 503: queue full */
 } cacheline_aligned;
 
+#define METRICS_MODELS 9  /* model slots: the main snapshot + SRV_MAX_MODELS */
 #define METRICS_HOOKS 3   /* route, rules, rerank */
 #define METRICS_FAILS 4   /* error, budget, memory, garbage */
 
@@ -82,6 +83,11 @@ struct metrics_gauges {
 	const char *snapshot_model_version;
 	uint64_t snapshot_bytes;
 	uint64_t snapshot_load_failures;
+	/* Every model slot (core/srv.h), the main snapshot first. */
+	uint32_t n_models;
+	const char *model_names[METRICS_MODELS];
+	uint64_t model_generation[METRICS_MODELS];      /* 0: not loaded */
+	uint64_t model_load_failures[METRICS_MODELS];
 	const char *const *strategy_names; /* names for worker.strategy[i], NULL-terminated */
 	const char *const *event_type_names; /* index 0 unused, NULL-terminated */
 	const uint64_t *events_applied;    /* by event type (the updater's counters) */
@@ -157,5 +163,9 @@ static inline void metrics_add(uint64_t *ctr, uint64_t v)
 
 /* Render every metric as Prometheus text into out. */
 void metrics_render(struct buf *out, const struct metrics_gauges *g);
+/* For modules that render their own families: "# HELP/# TYPE" lines, and
+ * a quoted, escaped label value. */
+void metrics_family(struct buf *out, const char *name, const char *type, const char *help);
+void metrics_label(struct buf *out, const char *s);
 
 #endif

@@ -14,6 +14,7 @@
 #include <xxhash.h>
 #include "live/live.h"
 #include "live/refresh.h"
+#include "exp/exp.h"
 #include "live/trend.h"
 #include "lua/lua_host.h"
 #include "pipe/pipe.h"
@@ -165,6 +166,7 @@ const struct lua_req *pipe_resolve(struct pipe_worker *pw, const struct pipe_req
 	struct lua_req *q = &pw->req;
 	memset(q, 0, sizeof(*q));
 	q->user = q->context_item = LUA_NO_ITEM;
+	q->variant = rq->variant ? rq->variant->lua_index : LUA_NO_ITEM;
 	q->n = rq->n;
 	q->recent = pw->recent;
 	q->cart = pw->cart;
@@ -260,6 +262,7 @@ const struct lua_req *pipe_resolve_given(struct pipe_worker *pw, const struct pi
 	const struct snap *s = rq->snap;
 	struct lua_req *q = &pw->req;
 	*q = *given;
+	q->variant = rq->variant ? rq->variant->lua_index : LUA_NO_ITEM;
 	q->recent = pw->recent;
 	q->cart = pw->cart;
 	q->purchased = pw->purchased;
@@ -683,6 +686,30 @@ void pipe_default_reasons(struct lua_cand *c, uint32_t n, const struct lua_req *
 
 /* ---------------------------------------------------------------- all */
 
+void pipe_apply_sources(struct lua_route *rt, const struct exp_variant *v)
+{
+	uint32_t most = 1;
+	for (uint32_t i = 0; i < rt->n_sources; i++)
+		most = MAX(most, rt->sources[i].n);
+	for (uint32_t j = 0; j < v->n_sources; j++) {
+		const struct exp_source_weight *o = &v->sources[j];
+		uint32_t i = 0;
+		while (i < rt->n_sources && rt->sources[i].source != o->source)
+			i++;
+		if (i < rt->n_sources && o->weight <= 0) {
+			if (rt->n_sources == 1)
+				continue;   /* a route keeps at least one source */
+			memmove(&rt->sources[i], &rt->sources[i + 1], (rt->n_sources - i - 1) * sizeof(rt->sources[0]));
+			rt->n_sources--;
+		} else if (i < rt->n_sources) {
+			rt->sources[i].weight = o->weight;
+		} else if (o->weight > 0 && rt->n_sources < LUA_ROUTE_MAX_SOURCES) {
+			/* A source the route did not ask for comes in as deep as its deepest. */
+			rt->sources[rt->n_sources++] = (struct lua_route_source){ o->source, most, o->weight };
+		}
+	}
+}
+
 void pipe_recommend(struct pipe_worker *pw, struct lua_host *h, const struct pipe_request *rq,
 		    struct pipe_result *res)
 {
@@ -698,6 +725,8 @@ void pipe_recommend(struct pipe_worker *pw, struct lua_host *h, const struct pip
 		}
 		pipe_default_route(q, rt);
 	}
+	if (rq->variant && rq->variant->n_sources)
+		pipe_apply_sources(rt, rq->variant);
 	res->tier = (enum lua_tier)rt->tier;
 	res->route = rt->policy;
 

@@ -32,6 +32,8 @@ struct lua_host;
 struct pipe_worker;
 
 /** What the client asked, resolved against the snapshot by the caller. */
+struct exp_variant;
+
 struct pipe_request {
 	const struct snap *snap;
 	struct live *live;            /**< NULL: no live state */
@@ -49,6 +51,7 @@ struct pipe_request {
 	uint32_t nprobe;              /**< ANN lists probed first (0 = default) */
 	uint32_t nprobe_miss;         /**< the same for a personal search on demand while the
 	                                   shopper's precomputed list is on its way (0 = nprobe) */
+	const struct exp_variant *variant; /**< the shopper's experiment variant (params, sources), or NULL */
 	bool personalize;             /**< false: consent withdrawn — no user state is read */
 	bool shed;                    /**< the worker is behind: no personal search on demand */
 };
@@ -80,6 +83,8 @@ struct pipe_result {
 	uint8_t cache;                /**< enum pipe_cache */
 };
 
+struct exp_variant;
+
 struct pipe_worker *pipe_worker_new(void);
 void pipe_worker_free(struct pipe_worker *pw);
 
@@ -87,6 +92,11 @@ void pipe_worker_free(struct pipe_worker *pw);
  * policy failure falls back to the C default and is reported in res. */
 void pipe_recommend(struct pipe_worker *pw, struct lua_host *h, const struct pipe_request *rq,
 		    struct pipe_result *res);
+
+/* An experiment variant's `sources`: weight 0 drops a source from the
+ * route, another weight replaces its weight, a source the route lacks is
+ * appended (as many candidates as the route's largest source). */
+void pipe_apply_sources(struct lua_route *rt, const struct exp_variant *v);
 
 /* The pieces, for recd-policy (offline) and tests. */
 /* Resolve the shopper into the Lua request view (arrays in pw). */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_quality_eval.sh: recd-eval end to end on a hand-made case whose
-# figures are worked out below (popularity lists are fixed by the counts).
+# figures are worked out below (popularity lists are fixed by the counts),
+# and its live rows (session blend, fold-in, cold start) there.
 # usage: test_quality_eval.sh RECD_SNAPSHOT RECD_EVAL
 set -euo pipefail
 
@@ -66,4 +67,31 @@ grep -qF "$want" "$tmp/r.json" || fail "popular: $(grep popular "$tmp/r.json")"
 # categories 2, 1 (c2 c2), 2.
 want='"mf": {"hr": 0.333333, "ndcg": 0.204382, "map": 0.166667, "recall": 0.166667, "coverage": 0.800000, "distinct_items": 4, "categories_per_list": 1.6667'
 grep -qF "$want" "$tmp/r.json" || fail "mf: $(grep '"mf"' "$tmp/r.json")"
+# The live rows (session blend, fold-in, cold start): present in the table
+# and the JSON, every HR and NDCG a number in [0, 1], nobody left without
+# a query (every replayed item is in the snapshot). No model version, so
+# fold-in takes recd-train's defaults.
+"$eval" --snapshot "$tmp/s.recd" --train "$tmp/train.csv" --test "$tmp/test.csv" --k 2 \
+	--methods popular,mf,session-blend,foldin,cold-session,cold-foldin --json "$tmp/live.json" \
+	>"$tmp/live.txt" || fail "eval (live rows): $(cat "$tmp/live.txt")"
+for title in "live: snapshot + session vector blend (as refresh.c)" "live: fold-in, snapshot embedding as prior" \
+	"cold start: session vector alone" "cold start: fold-in"; do
+	row=$(grep -F "| $title |" "$tmp/live.txt") || fail "no row '$title': $(cat "$tmp/live.txt")"
+	hr=$(cut -d'|' -f3 <<<"$row") ndcg=$(cut -d'|' -f4 <<<"$row")
+	awk -v h="$hr" -v n="$ndcg" 'BEGIN { exit !(h ~ /^ *[0-9]+\.[0-9]+ *$/ && n ~ /^ *[0-9]+\.[0-9]+ *$/ &&
+		h + 0 >= 0 && h + 0 <= 1 && n + 0 >= 0 && n + 0 <= 1) }' || fail "'$title': HR '$hr', NDCG '$ndcg'"
+done
+for m in session-blend foldin cold-session cold-foldin; do
+	grep -qE "\"$m\": \{\"hr\": (0\.[0-9]+|1\.0+), \"ndcg\": (0\.[0-9]+|1\.0+),.*\"fallbacks\": 0" "$tmp/live.json" ||
+		fail "$m: $(grep "\"$m\"" "$tmp/live.json")"
+done
+grep -qF '"foldin": {"replayed_events": 10, "lambda": 0.1, "alpha": 10, "log_confidence": 0, "prior": 10,' \
+	"$tmp/live.json" || fail "fold-in settings: $(grep '"foldin": {"replayed' "$tmp/live.json")"
+grep -q 'vs session-blend: HR' "$tmp/live.txt" || fail "no paired difference to the blend"
+# A prior that outweighs everything returns the snapshot embedding: the
+# fold-in lists score as MF's (worked out above).
+"$eval" --snapshot "$tmp/s.recd" --train "$tmp/train.csv" --test "$tmp/test.csv" --k 2 \
+	--methods foldin --foldin-prior 1e9 --json "$tmp/prior.json" >/dev/null || fail "eval (prior)"
+grep -qF '"foldin": {"hr": 0.333333, "ndcg": 0.204382, "map": 0.166667' "$tmp/prior.json" ||
+	fail "fold-in with a huge prior is not MF: $(grep '"foldin": {"hr' "$tmp/prior.json")"
 echo "test_quality_eval: ok"

@@ -93,8 +93,8 @@ static void test_defaults(void)
 		if (k->type == CFG_INT)
 			CHECK(k->min <= k->max);
 	}
-	/* 53 fields in struct recd_config, one row each. */
-	CHECK(cfg_table_len == 53);
+	/* 55 fields in struct recd_config, one row each. */
+	CHECK(cfg_table_len == 56);
 	/* access_log_sample: a fraction 0..1 kept per million. */
 	CHECK(cfg_set(&c, "access_log_sample", "0.001", err, sizeof(err)) == 0 && c.access_log_sample == 1000);
 	CHECK(cfg_set(&c, "access_log_sample", "1", err, sizeof(err)) == 0 && c.access_log_sample == 1000000);
@@ -398,6 +398,89 @@ static void test_args(void)
 	unlink(path);
 }
 
+/* models: name=path lists, and model_name. */
+static void test_models(void)
+{
+	struct recd_config c;
+	char err[256];
+	struct cfg_model m[CFG_MAX_MODELS];
+	size_t n = 99;
+	cfg_defaults(&c);
+	CHECK(!strcmp(c.model_name, "default"));
+	CHECK(!strcmp(c.models, ""));
+	CHECK(!cfg_find("models", 6)->reloadable && !cfg_find("model_name", 10)->reloadable);
+
+	/* Good: one, several, spaces around the parts, "" = none. */
+	CHECK(cfg_models_parse("", m, &n, err, sizeof(err)) == 0 && n == 0);
+	CHECK(cfg_models_parse("challenger=/var/lib/recd/challenger.recd", m, &n, err, sizeof(err)) == 0);
+	CHECK(n == 1 && !strcmp(m[0].name, "challenger") && !strcmp(m[0].path, "/var/lib/recd/challenger.recd"));
+	CHECK(cfg_models_parse(" a = /x/a.recd , B-2_c=rel/b.recd", m, &n, err, sizeof(err)) == 0);
+	CHECK(n == 2 && !strcmp(m[0].name, "a") && !strcmp(m[0].path, "/x/a.recd"));
+	CHECK(!strcmp(m[1].name, "B-2_c") && !strcmp(m[1].path, "rel/b.recd"));
+	CHECK(cfg_set(&c, "models", "challenger=/srv/c.recd,next=/srv/n.recd", err, sizeof(err)) == 0);
+	CHECK(!strcmp(c.models, "challenger=/srv/c.recd,next=/srv/n.recd"));
+	CHECK(cfg_validate(&c, err, sizeof(err)) == 0);
+	CHECK(cfg_models_parse("a=/1,b=/2,c=/3,d=/4,e=/5,f=/6,g=/7,h=/8", NULL, &n, err, sizeof(err)) == 0 && n == 8);
+
+	/* Duplicates. */
+	CHECK(cfg_set(&c, "models", "a=/x/a.recd,a=/x/b.recd", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: a is named twice");
+	CHECK(cfg_set(&c, "models", "a=/x/a.recd,b=/x/a.recd", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: a and b have the same path '/x/a.recd'");
+	/* Bad names, entries and paths. */
+	CHECK(cfg_set(&c, "models", "chall enger=/x", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: 'chall enger' is not a model name (1 to 31 letters, digits, '_' or '-')");
+	CHECK(cfg_set(&c, "models", "a.b=/x", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: 'a.b' is not a model name (1 to 31 letters, digits, '_' or '-')");
+	CHECK(cfg_set(&c, "models", "=/x", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: '' is not a model name (1 to 31 letters, digits, '_' or '-')");
+	CHECK(cfg_set(&c, "models", "abcdefghijabcdefghijabcdefghij12=/x", err, sizeof(err)) == -EINVAL);
+	CHECK(cfg_set(&c, "models", "abcdefghijabcdefghijabcdefghij1=/x", err, sizeof(err)) == 0);
+	CHECK(cfg_set(&c, "models", "challenger", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: expected name=path, got 'challenger'");
+	CHECK(cfg_set(&c, "models", "challenger=", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: challenger has no path");
+	CHECK(cfg_set(&c, "models", "challenger=/var/lib/", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: challenger: '/var/lib/' names a directory, not a snapshot file");
+	CHECK(cfg_set(&c, "models", "a=/x,", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: empty entry in 'a=/x,'");
+	CHECK(cfg_set(&c, "models", "a=/x,,b=/y", err, sizeof(err)) == -EINVAL);
+	/* Too many. */
+	CHECK(cfg_set(&c, "models", "a=/1,b=/2,c=/3,d=/4,e=/5,f=/6,g=/7,h=/8,i=/9", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: more than 8 models");
+	CHECK(!strcmp(c.models, "abcdefghijabcdefghijabcdefghij1=/x"));   /* failures leave the value alone */
+
+	/* model_name, and the checks against the main snapshot. */
+	CHECK(cfg_set(&c, "model_name", "champion", err, sizeof(err)) == 0 && !strcmp(c.model_name, "champion"));
+	CHECK(cfg_set(&c, "model_name", "", err, sizeof(err)) == -EINVAL);
+	CHECK(cfg_set(&c, "model_name", "no way", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "model_name: 'no way' is not a model name (1 to 31 letters, digits, '_' or '-')");
+	CHECK(cfg_set(&c, "models", "champion=/x/c.recd", err, sizeof(err)) == 0);
+	CHECK(cfg_validate(&c, err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: champion is the name of the main snapshot (model_name)");
+	CHECK(cfg_set(&c, "model_name", "default", err, sizeof(err)) == 0);
+	CHECK(cfg_validate(&c, err, sizeof(err)) == 0);
+	CHECK(cfg_set(&c, "snapshot", "/x/c.recd", err, sizeof(err)) == 0);
+	CHECK(cfg_validate(&c, err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "models: champion has the path of the main snapshot (/x/c.recd)");
+
+	/* The file and the command line name the key too. */
+	const char *p = write_tmp("snapshot = /x/main.recd\nmodels = a=/x/a.recd, a=/x/b.recd\n");
+	cfg_defaults(&c);
+	CHECK(cfg_load_file(&c, p, err, sizeof(err)) == -EINVAL);
+	char want[128];
+	snprintf(want, sizeof(want), "%s:2: models: a is named twice", p);
+	CHECK_ERR(err, want);
+	unlink(p);
+	struct cfg_cli cli;
+	char *argv[] = { "recd", "--models=challenger=/x/c.recd", NULL };
+	cfg_defaults(&c);
+	CHECK(cfg_parse_args(&c, &cli, 2, argv, err, sizeof(err)) == 0 && !strcmp(c.models, "challenger=/x/c.recd"));
+	char *bad[] = { "recd", "--models", "bad name=/x", NULL };
+	CHECK(cfg_parse_args(&c, &cli, 3, bad, err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "command line: models: 'bad name' is not a model name (1 to 31 letters, digits, '_' or '-')");
+}
+
 static void test_validate(void)
 {
 	struct recd_config c;
@@ -603,6 +686,7 @@ int main(void)
 	test_file();
 	test_args();
 	test_validate();
+	test_models();
 	test_reference_file();
 	test_dump_and_help();
 	if (failures)
