@@ -207,8 +207,12 @@ int event_from_json(const char *s, const struct json_tok *toks, int obj, uint64_
 			snprintf(err, errlen, "missing field 'item_id'");
 			return -EINVAL;
 		}
-		if (ev->flags & (EVENT_HAS_STOCK | EVENT_HAS_PRICE | EVENT_HAS_AVAILABLE | EVENT_HAS_BOOST)) {
-			snprintf(err, errlen, "stock, price, available and boost belong to item_update");
+		/* A purchase may say what was paid (revenue, in experiments). */
+		unsigned item_fields = EVENT_HAS_STOCK | EVENT_HAS_AVAILABLE | EVENT_HAS_BOOST |
+				       (type == EVENT_PURCHASE ? 0u : EVENT_HAS_PRICE);
+		if (ev->flags & item_fields) {
+			snprintf(err, errlen, "stock, price, available and boost belong to item_update "
+				 "(a purchase may carry price)");
 			return -EINVAL;
 		}
 	}

@@ -76,6 +76,8 @@ static void test_validation(void)
 	expect_error("{\"type\":\"item_update\",\"item_id\":\"i\",\"stock\":-1}", "stock must be an integer");
 	expect_error("{\"type\":\"item_update\",\"item_id\":\"i\",\"available\":1}", "available must be true or false");
 	expect_error("{\"type\":\"view\",\"user_id\":\"u\",\"item_id\":\"i\",\"stock\":3}", "belong to item_update");
+	expect_error("{\"type\":\"click\",\"user_id\":\"u\",\"item_id\":\"i\",\"price\":3}", "a purchase may carry price");
+	expect_error("{\"type\":\"purchase\",\"user_id\":\"u\",\"item_id\":\"i\",\"stock\":3}", "belong to item_update");
 	char big[400];
 	int n = snprintf(big, sizeof(big), "{\"type\":\"view\",\"item_id\":\"i\",\"user_id\":\"");
 	memset(big + n, 'x', 130);
