@@ -7,7 +7,10 @@
 -- optional) into sandboxes and returns the dispatch functions the host
 -- calls. This file and recd.lua run privileged; nothing a plugin can reach
 -- leads back here.
-local ctx_ud, lua_dir, plugins_dir = ...
+-- shown_dir: how file:line messages name the plugins directory (the
+-- operator's, when plugins_dir is the staged private copy).
+local ctx_ud, lua_dir, plugins_dir, shown_dir = ...
+shown_dir = shown_dir or plugins_dir
 
 local ffi = require "ffi"
 local C = ffi.C
@@ -124,11 +127,16 @@ end
 local function load_plugin(name)
 	local path = plugins_dir .. "/" .. name .. ".lua"
 	if not exists(path) then return nil end
+	local fh = assert(io.open(path, "rb"))
+	local text = fh:read("*a")
+	fh:close()
+	local shown = shown_dir .. "/" .. name .. ".lua"
 	local env = make_env()
-	local f, err = loadfile(path, "t", env)
+	-- Source text only; named as the operator's file in every message.
+	local f, err = load(text, "@" .. shown, "t", env)
 	if not f then error(err, 0) end
 	local ret = f()
-	return path, env, ret
+	return shown, env, ret
 end
 
 local settings_path, _, settings = load_plugin("settings")

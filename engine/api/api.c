@@ -114,6 +114,8 @@ void api_lua_limits(const struct recd_config *cfg, struct lua_host_limits *lim)
 	lim->memory_mb = (uint32_t)cfg->plugin_memory_mb;
 	lim->breaker_threshold = (uint32_t)cfg->plugin_breaker_threshold;
 	lim->preflight_ms = (uint32_t)cfg->plugin_preflight_ms;
+	/* States load a staged copy; messages name the operator's files. */
+	lim->shown_dir = cfg->plugins_dir[0] ? cfg->plugins_dir : NULL;
 }
 
 void api_worker_turn(struct api_worker *w)

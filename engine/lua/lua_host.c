@@ -87,6 +87,7 @@ struct lua_host {
 	char where[LUA_HOOK__COUNT][128]; /* "file:line" of each hook */
 	char name[96];                 /* "<set>@<generation>" */
 	char plugins_dir[PATH_MAX], lua_dir[PATH_MAX];
+	char shown_dir[PATH_MAX];      /* lim.shown_dir points here */
 	/* what the current snapshot looked like, to bump ctx.snap_seq */
 	const struct snap *seen_snap;
 	const void *seen_base;
@@ -335,6 +336,8 @@ int lua_host_create(struct lua_host **out, const char *plugins_dir, const char *
 	strcpy(h->plugins_dir, plugins_dir);
 	strcpy(h->lua_dir, lua_dir);
 	lh_limits(&h->lim, lim);
+	snprintf(h->shown_dir, sizeof(h->shown_dir), "%s", h->lim.shown_dir ? h->lim.shown_dir : plugins_dir);
+	h->lim.shown_dir = h->shown_dir;
 	h->budget_ns = (uint64_t)h->lim.budget_us * 1000;
 	h->soft_kb = (size_t)h->lim.memory_mb * 1024;
 	h->hard_kb = 2 * h->soft_kb;
@@ -363,7 +366,8 @@ int lua_host_create(struct lua_host **out, const char *plugins_dir, const char *
 		lua_pushlightuserdata(L, &h->ctx);
 		lua_pushstring(L, lua_dir);
 		lua_pushstring(L, plugins_dir);
-		st = lua_pcall(L, 3, 1, 0);
+		lua_pushstring(L, h->shown_dir);
+		st = lua_pcall(L, 4, 1, 0);
 	}
 	lh_end(h);
 	if (st) {

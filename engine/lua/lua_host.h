@@ -47,6 +47,8 @@ struct lua_host_limits {
 	uint32_t memory_mb;          /**< soft ceiling after a call (64); hard = 2x: state rebuilt */
 	uint32_t breaker_threshold;  /**< consecutive failures that open the breaker (20) */
 	uint32_t preflight_ms;       /**< compile_check's forked run, whole set (1000) */
+	const char *shown_dir;       /**< how messages name the plugins directory: the operator's one when
+	                                  the state loads a staged copy (NULL: the directory loaded) */
 };
 
 /** Counters of one worker's policy layer. Plain stores by the owning

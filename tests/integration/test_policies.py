@@ -239,6 +239,12 @@ class Failures(PolicyDaemon):
         status, ready = self.c.get_json("/ready")
         self.assertEqual(status, 200)
         self.assertIn("rerank.lua:", ready["policies"]["workers"][0]["last_error"])
+        # it names the file the operator edits, not the staged private copy
+        errs = [w["last_error"] for w in ready["policies"]["workers"] if w["last_error"]]
+        self.assertTrue(errs)
+        for e in errs:
+            self.assertIn(os.path.join(self.plugins, "rerank.lua:"), e)
+            self.assertNotIn("recd-policies-", e)
         # and the next ordinary request is served by the policy again
         self.assertNotIn("fallback", self.recs("user_id=anon-c&n=10&placement=home"))
         # the fallback names the hook that failed
