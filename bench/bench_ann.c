@@ -17,12 +17,6 @@
 #include "rec/rec.h"
 #include "snap/snap.h"
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 static int cmp_item(const void *a, const void *b)
 {
 	uint32_t x = ((const struct rec_item *)a)->item, y = ((const struct rec_item *)b)->item;

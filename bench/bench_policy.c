@@ -19,12 +19,6 @@
 
 #define N_CANDS 200
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 static void report(const char *what, uint64_t *ns, size_t n)
 {
 	qsort(ns, n, sizeof(*ns), cmp_u64);

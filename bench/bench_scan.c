@@ -14,12 +14,6 @@
 #include "rec/rec.h"
 #include "snap/snap.h"
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 static uint64_t pct(const uint64_t *sorted, size_t n, double p)
 {
 	size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);

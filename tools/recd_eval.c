@@ -178,12 +178,6 @@ static int cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x > y) - (x < y);
-}
-
 /* Sort and deduplicate; returns the new length. */
 static uint32_t uniq_u32(uint32_t *v, uint32_t n)
 {

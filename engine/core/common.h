@@ -40,6 +40,15 @@ uint64_t now_ns(void);
  * workers sharing its core go first. 0, or -errno of what was refused
  * (the thread then runs as it was). */
 int thread_background(int nice_inc);
+
+/* qsort comparator of uint64_t, ascending. */
+int cmp_u64(const void *a, const void *b);
+
+/* The numbers `parse` finds in the names of directory `dir_fd` (its
+ * position is not moved: the listing uses a duplicate), sorted
+ * ascending, in a malloc'ed array (NULL when none). 0 or -errno. */
+int dir_list_numbers(int dir_fd, bool (*parse)(const char *name, uint64_t *num, void *ctx), void *ctx,
+		     uint64_t **out, size_t *n_out);
 /* Wall-clock time in milliseconds since the epoch (vDSO). */
 uint64_t now_wall_ms(void);
 

@@ -137,55 +137,18 @@ static bool seg_parse(const char *name, uint64_t *first)
 	return true;
 }
 
-static int cmp_u64(const void *a, const void *b)
+static bool seg_parse_any(const char *name, uint64_t *first, void *ctx)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	(void)ctx;
+	return seg_parse(name, first);
 }
 
 /* Sorted positions of the segments in the directory. */
 static int seg_list(int dir_fd, uint64_t **out, size_t *n_out)
 {
-	int fd = dup(dir_fd);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	rewinddir(d);
-	uint64_t *v = NULL;
-	size_t n = 0, cap = 0;
-	int r = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		uint64_t first;
-		if (!seg_parse(de->d_name, &first))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			uint64_t *nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				r = -ENOMEM;
-				goto out;
-			}
-			v = nv;
-		}
-		v[n++] = first;
-	}
-	if (n)
-		qsort(v, n, sizeof(*v), cmp_u64);
-out:
-	closedir(d);
-	if (r) {
-		free(v);
-		return r;
-	}
-	*out = v;
-	*n_out = n;
-	return 0;
+	*out = NULL;
+	*n_out = 0;
+	return dir_list_numbers(dir_fd, seg_parse_any, NULL, out, n_out);
 }
 
 /* Create the segment starting at `first` and make its name durable. */

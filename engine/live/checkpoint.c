@@ -54,55 +54,18 @@ static bool name_parse(const char *name, uint64_t *pos, bool *tmp)
 	return true;
 }
 
-static int cmp_u64(const void *a, const void *b)
+static bool parse_wanted(const char *name, uint64_t *pos, void *want_tmp)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	bool tmp;
+	return name_parse(name, pos, &tmp) && tmp == *(bool *)want_tmp;
 }
 
 /* Every name in the directory (tmp: the .tmp ones instead). */
 static int list(int dir_fd, bool want_tmp, uint64_t **out, size_t *n_out)
 {
-	int fd = dup(dir_fd);
-	if (fd < 0)
-		return -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	rewinddir(d);
-	uint64_t *v = NULL;
-	size_t n = 0, cap = 0;
-	int r = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		uint64_t pos;
-		bool tmp;
-		if (!name_parse(de->d_name, &pos, &tmp) || tmp != want_tmp)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			uint64_t *nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			v = nv;
-		}
-		v[n++] = pos;
-	}
-	closedir(d);
-	if (r) {
-		free(v);
-		return r;
-	}
-	if (n)
-		qsort(v, n, sizeof(*v), cmp_u64);
-	*out = v;
-	*n_out = n;
-	return 0;
+	*out = NULL;
+	*n_out = 0;
+	return dir_list_numbers(dir_fd, parse_wanted, &want_tmp, out, n_out);
 }
 
 int ckpt_list(int dir_fd, uint64_t **pos, size_t *n)

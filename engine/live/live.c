@@ -426,12 +426,6 @@ int live_restore_item(struct live *lv, struct live_item *it)
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 uint64_t live_evict(struct live *lv, uint64_t now_ms, uint64_t idle_ms)
 {
 	epoch_hs_writer(lv->writer);
