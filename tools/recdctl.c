@@ -7,7 +7,8 @@
  *   0 ok, 1 the daemon answered an error (or rejected events), 2 usage,
  *   3 cannot connect.
  * This file: the transport, status, reload, metrics, snapshot inspect and
- * main; recdctl_cmds.c: explain, user, item, events send.
+ * main; recdctl_cmds.c: explain, user, item, experiments, quality, events
+ * send.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -48,6 +49,11 @@ static void usage(FILE *out)
 		"  user ID                     what live state holds for a shopper\n"
 		"  item ID                     an item: snapshot columns, live state, trending,\n"
 		"                              neighbours\n"
+		"  experiments                 every experiment's variants: impressions, clicks,\n"
+		"                              CTR and conversion with 95%% intervals, CTR vs\n"
+		"                              control (p-value), samples still needed, status\n"
+		"  quality                     online quality per placement and variant: coverage,\n"
+		"                              diversity, popularity bias, strategy mix\n"
 		"  events send FILE            POST the events in FILE (NDJSON or a JSON array;\n"
 		"                              '-' = stdin) to the admin listener, in batches\n"
 		"\n"
@@ -703,6 +709,10 @@ int main(int argc, char **argv)
 		return cmd_user(&c, args[0]);
 	if (strcmp(cmd, "item") == 0 && nargs == 1)
 		return cmd_item(&c, args[0]);
+	if (strcmp(cmd, "experiments") == 0 && nargs == 0)
+		return cmd_experiments(&c);
+	if (strcmp(cmd, "quality") == 0 && nargs == 0)
+		return cmd_quality(&c);
 	if (strcmp(cmd, "events") == 0 && nargs == 2 && strcmp(args[0], "send") == 0)
 		return cmd_events_send(&c, args[1]);
 	fprintf(stderr, "recdctl: unknown command or wrong arguments: '%s' (see recdctl --help)\n", cmd);

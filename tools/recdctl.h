@@ -1,6 +1,6 @@
 /* recdctl.h: what the commands of recdctl share (recdctl.c: the transport,
  * status, reload, metrics, snapshot inspect, main; recdctl_cmds.c:
- * explain, user, item, events send). */
+ * explain, user, item, experiments, quality, events send). */
 #ifndef RECDCTL_H
 #define RECDCTL_H
 
@@ -62,6 +62,8 @@ void fmt_time_ms(int64_t ms, char *out, size_t len);
 int cmd_explain(const struct ctl *c, const char *user);
 int cmd_user(const struct ctl *c, const char *id);
 int cmd_item(const struct ctl *c, const char *id);
+int cmd_experiments(const struct ctl *c);
+int cmd_quality(const struct ctl *c);
 int cmd_events_send(struct ctl *c, const char *file);
 
 #endif

@@ -1,5 +1,5 @@
-/* recdctl_cmds.c: recdctl explain, user, item and events send (see
- * recdctl.h). Each command prints the daemon's JSON as is with --json,
+/* recdctl_cmds.c: recdctl explain, user, item, experiments, quality and
+ * events send (see recdctl.h). Each command prints the daemon's JSON as is with --json,
  * else a table for people. */
 #include <errno.h>
 #include <inttypes.h>
@@ -339,6 +339,308 @@ int cmd_item(const struct ctl *c, const char *id)
 	else
 		printf("  trending     not listed\n");
 	printf("  neighbors    %s\n", doc_list(&d, doc_get(&d, 0, "neighbors"), l, sizeof(l)));
+	free(d.t);
+	free(rsp.data);
+	return EXIT_OK;
+}
+
+/* ---------------------------------------------------- experiments, quality */
+
+/* A share (0..1) as a percentage: "5.20%"; "-" when unknown. */
+static const char *fmt_pct(double x, int decimals, char *out, size_t len)
+{
+	if (isnan(x))
+		snprintf(out, len, "-");
+	else
+		snprintf(out, len, "%.*f%%", decimals, x * 100);
+	return out;
+}
+
+/* x with `decimals` decimals; "-" when unknown. */
+static const char *fmt_fix(double x, int decimals, char *out, size_t len)
+{
+	if (isnan(x))
+		snprintf(out, len, "-");
+	else
+		snprintf(out, len, "%.*f", decimals, x);
+	return out;
+}
+
+/* A counter at key: "40211"; "-" when absent. */
+static const char *fmt_count(const struct doc *d, int obj, const char *key, char *out, size_t len)
+{
+	int64_t x = doc_i64(d, obj, key);
+	if (x < 0)
+		snprintf(out, len, "-");
+	else
+		snprintf(out, len, "%" PRId64, x);
+	return out;
+}
+
+/* {"value":..,"lo":..,"hi":..} at key: "5.20% [4.99-5.42]" (95% Wilson). */
+static const char *fmt_rate(const struct doc *d, int obj, const char *key, char *out, size_t len)
+{
+	int r = doc_get(d, obj, key);
+	double v = doc_f64(d, r, "value"), lo = doc_f64(d, r, "lo"), hi = doc_f64(d, r, "hi");
+	if (isnan(v) || isnan(lo) || isnan(hi))
+		return fmt_pct(v, 2, out, len);
+	snprintf(out, len, "%.2f%% [%.2f-%.2f]", v * 100, lo * 100, hi * 100);
+	return out;
+}
+
+/* {"diff":..,"p_value":..,"significant":..,"valid":..} at key: "+0.31pp
+ * p=0.049*" ('*': significant at the experiment's alpha; *sig set), "n/a"
+ * while the test is not valid (no lists, or no click anywhere), "-" when
+ * absent (control). */
+static const char *fmt_vs_control(const struct doc *d, int obj, const char *key, bool *sig, char *out, size_t len)
+{
+	int t = doc_get(d, obj, key);
+	double diff = doc_f64(d, t, "diff"), p = doc_f64(d, t, "p_value");
+	char pv[32];
+	if (t < 0) {
+		snprintf(out, len, "-");
+	} else if (doc_bool(d, t, "valid") != 1 || isnan(diff) || isnan(p)) {
+		snprintf(out, len, "n/a");
+	} else {
+		bool s = doc_bool(d, t, "significant") == 1;
+		if (p < 0.001)
+			snprintf(pv, sizeof(pv), "p<0.001");
+		else
+			snprintf(pv, sizeof(pv), "p=%.3f", p);
+		snprintf(out, len, "%+.2fpp %s%s", diff * 100, pv, s ? "*" : "");
+		*sig |= s;
+	}
+	return out;
+}
+
+/* One row per variant, 120 columns wide for names up to 10 bytes:
+ *   variant  weight|share  impr  clicks  CTR [95%]  vs control  conversion [95%]  revenue  needed  status
+ * A shadow variant is never served, so it has no figures of its own: its
+ * row says how many lists were computed and how much they overlapped. */
+#define EXP_ROW "  %-*s %6s %8s %6s  %-18s  %-16s  %-18s %9s %7s"
+
+static void experiment_variant(const struct doc *d, int v, int w, bool thompson, bool *sig)
+{
+	char name[64], share[32], model[64], a[32], b[32], c[32], e[32], f[32], h[48], r[48];
+	doc_str(d, v, "name", name, sizeof(name));
+	bool holdout = doc_bool(d, v, "holdout") == 1, shadow = doc_bool(d, v, "shadow") == 1,
+	     off = doc_bool(d, v, "disabled") == 1, has_model = doc_get(d, v, "model") >= 0;
+	if (holdout || shadow)
+		snprintf(share, sizeof(share), "-");
+	else if (thompson)
+		fmt_pct(doc_f64(d, v, "allocation"), 1, share, sizeof(share));
+	else
+		fmt_g(doc_f64(d, v, "weight"), share, sizeof(share));
+	doc_str(d, v, "model", model, sizeof(model));
+	if (shadow) {
+		printf("  %-*s %6s  shadow%s%s%s%s: %s lists, mean overlap %s, %s us per list\n", w, name, share,
+		       off ? ", disabled" : "", has_model ? " (model " : "", has_model ? model : "", has_model ? ")" : "",
+		       fmt_count(d, v, "shadow_lists", a, sizeof(a)), fmt_pct(doc_f64(d, v, "mean_overlap"), 1, b, sizeof(b)),
+		       fmt_fix(doc_f64(d, v, "mean_took_us"), 0, c, sizeof(c)));
+	} else {
+		printf(EXP_ROW, w, name, share, fmt_count(d, v, "impressions", a, sizeof(a)),
+		       fmt_count(d, v, "clicks", b, sizeof(b)), fmt_rate(d, v, "ctr", c, sizeof(c)),
+		       fmt_vs_control(d, v, "ctr_vs_control", sig, h, sizeof(h)), fmt_rate(d, v, "conversion", e, sizeof(e)),
+		       fmt_fix(doc_f64(d, v, "revenue"), 2, r, sizeof(r)),
+		       fmt_count(d, v, "samples_still_needed", f, sizeof(f)));
+		if (holdout)
+			printf("  holdout");
+		else if (off)
+			printf("  disabled");
+		else if (has_model)
+			printf("  model %s", model);
+		printf("\n");
+	}
+	if (off) {
+		char why[512];
+		printf("  %-*s   disabled by a guardrail: %s%s%s%s\n", w, "", doc_str(d, v, "disabled_reason", why, sizeof(why)),
+		       has_model && !shadow ? " (model " : "", has_model && !shadow ? model : "", has_model && !shadow ? ")" : "");
+	}
+}
+
+static void experiment(const struct doc *d, int x)
+{
+	char name[64], alloc[16], ctl[64], a[32], b[32], c[32], l[1024];
+	int pl = doc_get(d, x, "placements");
+	bool thompson = !strcmp(doc_str(d, x, "allocation", alloc, sizeof(alloc)), "thompson");
+	double exposure = doc_f64(d, x, "exposure"), holdout = doc_f64(d, x, "holdout");
+	printf("experiment %s: exposure %s%%, holdout %s%%, allocation %s, control %s, placements %s\n",
+	       doc_str(d, x, "name", name, sizeof(name)), fmt_g(exposure * 100, a, sizeof(a)),
+	       fmt_g(holdout * 100, b, sizeof(b)), alloc, doc_str(d, x, "control", ctl, sizeof(ctl)),
+	       pl >= 0 && d->t[pl].type == JSON_ARRAY && d->t[pl].count ? doc_list(d, pl, l, sizeof(l)) : "all");
+	int64_t n = doc_i64(d, x, "sample_size_per_variant");
+	printf("  baseline CTR %s, sample size ", fmt_pct(doc_f64(d, x, "baseline_ctr"), 2, a, sizeof(a)));
+	if (n > 0)
+		printf("%" PRId64 " per variant", n);
+	else
+		printf("- (no click on control yet)");
+	printf(" (MDE %s, alpha %s, power %s)\n", fmt_pct(doc_f64(d, x, "min_detectable_effect"), 0, a, sizeof(a)),
+	       fmt_g(doc_f64(d, x, "alpha"), b, sizeof(b)), fmt_g(doc_f64(d, x, "power"), c, sizeof(c)));
+
+	int vs = doc_get(d, x, "variants");
+	if (vs < 0 || d->t[vs].type != JSON_ARRAY)
+		return;
+	int w = 7;
+	for (int v = vs + 1; v < (int)d->t[vs].next; v = (int)d->t[v].next)
+		w = MAX(w, MIN(20, (int)strlen(doc_str(d, v, "name", name, sizeof(name)))));
+	printf(EXP_ROW "  status\n", w, "variant", thompson ? "share" : "weight", "impr", "clicks", "CTR [95%]",
+	       "CTR vs control", "conversion [95%]", "revenue", "needed");
+	bool sig = false;
+	for (int v = vs + 1; v < (int)d->t[vs].next; v = (int)d->t[v].next)
+		experiment_variant(d, v, w, thompson, &sig);
+	if (sig)
+		printf("  * significant at alpha %s (two-sided two-proportion z-test against control)\n",
+		       fmt_g(doc_f64(d, x, "alpha"), a, sizeof(a)));
+}
+
+int cmd_experiments(const struct ctl *c)
+{
+	struct response rsp;
+	struct doc d;
+	int rc = get_doc(c, "/admin/experiments", &rsp, &d);
+	if (rc >= 0)
+		return rc;
+	int xs = doc_get(&d, 0, "experiments"), k = 0;
+	if (xs >= 0 && d.t[xs].type == JSON_ARRAY)
+		for (int x = xs + 1; x < (int)d.t[xs].next; x = (int)d.t[x].next) {
+			if (k++)
+				printf("\n");
+			experiment(&d, x);
+		}
+	if (!k)
+		printf("no experiments declared (plugins_dir/experiments.lua)\n");
+	int lg = doc_get(&d, 0, "ledger");
+	if (lg >= 0) {
+		char a[32], b[32], o[32], od[32], u[32], ws[32];
+		printf("\nledger: %s impressions (%s dropped), %s outcomes (%s dropped), %s unattributed, "
+		       "attribution window %s s\n",
+		       fmt_count(&d, lg, "impressions", a, sizeof(a)), fmt_count(&d, lg, "impressions_dropped", b, sizeof(b)),
+		       fmt_count(&d, lg, "outcomes", o, sizeof(o)), fmt_count(&d, lg, "outcomes_dropped", od, sizeof(od)),
+		       fmt_count(&d, lg, "unattributed", u, sizeof(u)), fmt_count(&d, lg, "attribution_window_s", ws, sizeof(ws)));
+	}
+	free(d.t);
+	free(rsp.data);
+	return EXIT_OK;
+}
+
+struct qcell {
+	int tok;
+	char placement[64], name[112];   /* experiment/variant, or none */
+};
+
+static int qcell_cmp(const void *a, const void *b)
+{
+	const struct qcell *x = a, *y = b;
+	int r = strcmp(x->placement, y->placement);
+	return r ? r : strcmp(x->name, y->name);
+}
+
+static size_t put_share(char *out, size_t len, bool first, const char *name, int64_t n, int64_t total)
+{
+	double pct = 100.0 * (double)n / (double)total;
+	int w = pct < 0.5 ? snprintf(out, len, "%s%s <1%%", first ? "" : " ", name)
+			  : snprintf(out, len, "%s%s %.0f%%", first ? "" : " ", name, pct);
+	return w < 0 ? 0 : MIN((size_t)w, len ? len - 1 : 0);
+}
+
+/* Lists by the source of their first item, most first: "personalized 80%
+ * popular 20%" ("<1%" for a few; "-" for none). Beyond `width` bytes the
+ * smallest shares are summed up as "other". */
+static const char *fmt_strategies(const struct doc *d, int obj, size_t width, char *out, size_t len)
+{
+	struct {
+		char name[32];
+		int64_t n;
+	} st[16], tmp;
+	int k = 0, s = doc_get(d, obj, "strategies");
+	int64_t total = 0;
+	if (s >= 0 && d->t[s].type == JSON_OBJECT)
+		for (int key = s + 1, i = 0; (uint32_t)i < d->t[s].count && k < (int)ARRAY_SIZE(st); i++) {
+			int v = key + 1;
+			int64_t n;
+			if (json_str_decode(d->s, &d->t[key], st[k].name, sizeof(st[k].name)) >= 0 &&
+			    !json_get_i64(d->s, &d->t[v], &n) && n > 0) {
+				st[k++].n = n;
+				total += n;
+			}
+			key = (int)d->t[v].next;
+		}
+	for (int i = 1; i < k; i++)
+		for (int j = i; j > 0 && st[j].n > st[j - 1].n; j--)
+			tmp = st[j], st[j] = st[j - 1], st[j - 1] = tmp;
+	snprintf(out, len, "-");
+	for (int m = k; m > 0; m--) {   /* the first m by name, the rest as other */
+		size_t o = 0;
+		int64_t rest = 0;
+		for (int i = 0; i < m; i++)
+			o += put_share(out + o, len - o, i == 0, st[i].name, st[i].n, total);
+		for (int i = m; i < k; i++)
+			rest += st[i].n;
+		if (rest)
+			o += put_share(out + o, len - o, false, "other", rest, total);
+		if (o <= width)
+			break;
+	}
+	return out;
+}
+
+#define QUAL_ROW "  %-*s  %-*s%7s%9s%9s%9s%8s%7s  %s\n"
+
+int cmd_quality(const struct ctl *c)
+{
+	struct response rsp;
+	struct doc d;
+	int rc = get_doc(c, "/admin/quality", &rsp, &d);
+	if (rc >= 0)
+		return rc;
+	char ws[32];
+	fmt_count(&d, 0, "window_s", ws, sizeof(ws));
+	int cs = doc_get(&d, 0, "cells");
+	uint32_t n = cs >= 0 && d.t[cs].type == JSON_ARRAY ? d.t[cs].count : 0;
+	struct qcell *q = n ? calloc(n, sizeof(*q)) : NULL;
+	if (n && !q) {
+		fprintf(stderr, "recdctl: out of memory\n");
+		free(d.t);
+		free(rsp.data);
+		return EXIT_ERROR;
+	}
+	int pw = 9, nw = 18;
+	uint32_t k = 0;
+	for (int e = cs + 1; k < n; e = (int)d.t[e].next, k++) {
+		char x[64], v[64];
+		q[k].tok = e;
+		doc_str(&d, e, "placement", q[k].placement, sizeof(q[k].placement));
+		doc_str(&d, e, "variant", v, sizeof(v));
+		if (doc_get(&d, e, "experiment") >= 0)
+			snprintf(q[k].name, sizeof(q[k].name), "%s/%s", doc_str(&d, e, "experiment", x, sizeof(x)), v);
+		else
+			snprintf(q[k].name, sizeof(q[k].name), "%s", v);
+		pw = MAX(pw, MIN(24, (int)strlen(q[k].placement)));
+		nw = MAX(nw, MIN(40, (int)strlen(q[k].name)));
+	}
+	qsort(q, n, sizeof(*q), qcell_cmp);
+	printf("quality of the lists served in the last %s s, per placement and experiment variant\n", ws);
+	if (!n) {
+		printf("  no lists served in the window\n");
+	} else {
+		printf(QUAL_ROW, pw, "placement", nw, "experiment/variant", "lists", "coverage", "cat/list", "distance",
+		       "pop pct", "head", "strategies");
+		for (uint32_t i = 0; i < n; i++) {
+			int e = q[i].tok;
+			char l[32], cov[32], cat[32], dist[32], pop[32], head[32], st[256];
+			printf(QUAL_ROW, pw, q[i].placement, nw, q[i].name, fmt_count(&d, e, "lists", l, sizeof(l)),
+			       fmt_pct(doc_f64(&d, e, "coverage"), 2, cov, sizeof(cov)),
+			       fmt_fix(doc_f64(&d, e, "categories_per_list"), 2, cat, sizeof(cat)),
+			       fmt_fix(doc_f64(&d, e, "pairwise_distance"), 3, dist, sizeof(dist)),
+			       fmt_fix(doc_f64(&d, e, "popularity_percentile"), 2, pop, sizeof(pop)),
+			       fmt_pct(doc_f64(&d, e, "popular_head_share"), 1, head, sizeof(head)),
+			       fmt_strategies(&d, e, (size_t)MAX(28, 120 - (pw + nw + 55)), st, sizeof(st)));
+		}
+		printf("  coverage: distinct items / catalogue; distance: mean pairwise 1 - cosine in a list; pop pct: mean\n"
+		       "  popularity percentile (1 = most popular); head: items in the top 1%% by popularity; strategies:\n"
+		       "  lists by the source of their first item\n");
+	}
+	free(q);
 	free(d.t);
 	free(rsp.data);
 	return EXIT_OK;
