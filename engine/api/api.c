@@ -852,6 +852,7 @@ static void api_fill_gauges(struct recd_server *srv, struct metrics_gauges *g)
 			g->refresh_compute_ns_total = rs.compute_ns_total;
 			g->refresh_rebuilt = rs.rebuilt;
 			g->refresh_rebuild_left = rs.rebuild_left;
+			g->refresh_folded = rs.folded;
 			for (uint32_t i = 0; i < u->refresh.n_hints; i++)
 				g->refresh_hints_dropped += ck_pr_load_64(&u->refresh.hints[i].dropped);
 		}

@@ -7,6 +7,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,8 @@
 #define INT(f, lo, hi, def, rl, help) { #f, CFG_INT, OFF(f), lo, hi, #def, rl, help, 0 }
 #define STR(f, def, help) { #f, CFG_STRING, OFF(f), 0, 0, def, false, help, 0 }
 #define ADDR(f, def, flags, help) { #f, CFG_ADDR, OFF(f), 0, 0, def, false, help, flags }
+/* lo and hi in millionths, def as text */
+#define DEC(f, lo, hi, def, rl, help) { #f, CFG_DECIMAL, OFF(f), lo, hi, def, rl, help, 0 }
 
 const struct cfg_key cfg_table[] = {
 	ADDR(listen, "127.0.0.1:8080", 0,
@@ -104,6 +107,16 @@ const struct cfg_key cfg_table[] = {
 	INT(ann_nprobe_miss, 1, 65536, 32, true,
 	    "ANN lists probed by a personal search on the request path, which only runs while the shopper's "
 	    "precomputed list (searched with ann_nprobe) is missing or out of date"),
+	{ "refresh_foldin", CFG_CHOICE, OFF(refresh_foldin), 0, 0, "cold", true,
+	  "query of a precomputed list from the shopper's live events: ALS fold-in against the snapshot's items "
+	  "for shoppers without a snapshot embedding (cold), for every shopper with the embedding as prior (all), "
+	  "or never (off: the blend of embedding and session vector)", CFG_F_INDEX, "off|cold|all" },
+	DEC(foldin_lambda, 1, 1000000000000, "0.1", true,
+	    "fold-in: the L2 weight the snapshot was trained with (recd-train --lambda)"),
+	DEC(foldin_alpha, 0, 1000000000000, "10", true,
+	    "fold-in: the confidence slope the snapshot was trained with (recd-train --alpha)"),
+	DEC(foldin_prior, 0, 1000000000000, "10", true,
+	    "fold-in, refresh_foldin = all: pull towards the shopper's snapshot embedding (0 = none)"),
 	{ "event_ring_size", CFG_INT, OFF(event_ring_size), 64, 1048576, "4096", false,
 	  "events queued per worker for the updater (power of two); a full ring answers 503", CFG_F_POW2 },
 	INT(max_events_per_request, 1, 100000, 1000, false,
@@ -134,7 +147,7 @@ const size_t cfg_table_len = ARRAY_SIZE(cfg_table);
 static const char *const cfg_type_names[] = {
 	[CFG_INT] = "int", [CFG_BOOL] = "bool", [CFG_STRING] = "string",
 	[CFG_ADDR] = "addr", [CFG_LEVEL] = "level", [CFG_CHOICE] = "choice",
-	[CFG_FRACTION] = "fraction",
+	[CFG_FRACTION] = "fraction", [CFG_DECIMAL] = "decimal",
 };
 
 static int cfg_err(char *err, size_t errlen, const char *fmt, ...)
@@ -217,6 +230,45 @@ static int cfg_parse_fraction(const struct cfg_key *k, const char *v, int64_t *o
 	return 0;
 }
 
+/* Millionths as a decimal: "0.000001", "10", "2.5". */
+static void cfg_fmt_millionths(char *b, size_t n, int64_t v)
+{
+	uint64_t a = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	int len = snprintf(b, n, "%s%llu.%06llu", v < 0 ? "-" : "", (unsigned long long)(a / 1000000),
+			   (unsigned long long)(a % 1000000));
+	if (len <= 0 || (size_t)len >= n)
+		return;
+	while (b[len - 1] == '0')
+		b[--len] = '\0';
+	if (b[len - 1] == '.')
+		b[--len] = '\0';
+}
+
+/* A decimal within the row's bounds, into millionths (rounded). */
+static int cfg_parse_decimal(const struct cfg_key *k, const char *v, int64_t *out, char *err, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (end == v || *end || isspace((unsigned char)*v) || errno == ERANGE || !isfinite(d))
+		return cfg_err(err, errlen, "%s: not a number '%s'", k->name, v);
+	char lim[32];
+	double m = d * 1e6;
+	if (m < (double)k->min - 0.5 || m < -9e18) {
+		cfg_fmt_millionths(lim, sizeof(lim), k->min);
+		return cfg_err(err, errlen, "%s: %s is below the minimum %s", k->name, v, lim);
+	}
+	if (m > (double)k->max + 0.5 || m > 9e18) {
+		cfg_fmt_millionths(lim, sizeof(lim), k->max);
+		return cfg_err(err, errlen, "%s: %s is above the maximum %s", k->name, v, lim);
+	}
+	int64_t n = llround(m);
+	if (d != 0 && n == 0)
+		return cfg_err(err, errlen, "%s: %s is below one millionth (0.000001)", k->name, v);
+	*out = MIN(MAX(n, k->min), k->max);
+	return 0;
+}
+
 static int cfg_parse_bool(const struct cfg_key *k, const char *v, bool *out, char *err,
 			  size_t errlen)
 {
@@ -265,18 +317,41 @@ static bool cfg_addr_ok(const char *v)
 	return atoi(port) <= 65535;
 }
 
-/* Is `v` one of the '|'-separated words of `choices`? */
-static bool cfg_choice_ok(const char *choices, const char *v)
+/* The index of `v` among the '|'-separated words of `choices`, or -1. */
+static int cfg_choice_index(const char *choices, const char *v)
 {
 	size_t vl = strlen(v);
-	for (const char *p = choices; p && *p;) {
+	int i = 0;
+	for (const char *p = choices; p && *p; i++) {
 		const char *bar = strchr(p, '|');
 		size_t n = bar ? (size_t)(bar - p) : strlen(p);
 		if (n == vl && !memcmp(p, v, n))
-			return true;
+			return i;
 		p = bar ? bar + 1 : NULL;
 	}
-	return false;
+	return -1;
+}
+
+/* Word `i` of `choices` into b ("" when there is none). */
+static void cfg_choice_word(const char *choices, int64_t i, char *b, size_t n)
+{
+	b[0] = '\0';
+	for (const char *p = choices; p && *p && i >= 0; i--) {
+		const char *bar = strchr(p, '|');
+		size_t len = bar ? (size_t)(bar - p) : strlen(p);
+		if (!i) {
+			snprintf(b, n, "%.*s", (int)len, p);
+			return;
+		}
+		p = bar ? bar + 1 : NULL;
+	}
+}
+
+/* Kept in an int64 (one atomic store on reload, see cfg_key_copy)? */
+static bool cfg_is_i64(const struct cfg_key *k)
+{
+	return k->type == CFG_INT || k->type == CFG_FRACTION || k->type == CFG_DECIMAL ||
+	       (k->type == CFG_CHOICE && (k->flags & CFG_F_INDEX));
 }
 
 bool cfg_model_name_ok(const char *s, size_t len)
@@ -375,6 +450,14 @@ int cfg_set(struct recd_config *cfg, const char *key, const char *value, char *e
 		memcpy(field, &ppm, sizeof(ppm));
 		return 0;
 	}
+	case CFG_DECIMAL: {
+		int64_t m = 0;
+		int rc = cfg_parse_decimal(k, value, &m, err, errlen);
+		if (rc)
+			return rc;
+		memcpy(field, &m, sizeof(m));
+		return 0;
+	}
 	case CFG_BOOL: {
 		bool b = false;
 		int rc = cfg_parse_bool(k, value, &b, err, errlen);
@@ -394,11 +477,18 @@ int cfg_set(struct recd_config *cfg, const char *key, const char *value, char *e
 				       "%s: expected host:port, [v6]:port or unix:/path, got '%s'",
 				       k->name, value);
 		break;
-	case CFG_CHOICE:
-		if (!cfg_choice_ok(k->choices, value))
+	case CFG_CHOICE: {
+		int i = cfg_choice_index(k->choices, value);
+		if (i < 0)
 			return cfg_err(err, errlen, "%s: expected one of %s, got '%s'", k->name, k->choices,
 				       value);
+		if (k->flags & CFG_F_INDEX) {
+			int64_t v = i;
+			memcpy(field, &v, sizeof(v));
+			return 0;
+		}
 		break;
+	}
 	case CFG_STRING:
 		if ((k->flags & CFG_F_MODEL_NAME) && !cfg_model_name_ok(value, strlen(value)))
 			return cfg_err(err, errlen, "%s: '%s' is not a model name (1 to %d letters, digits, '_' or '-')",
@@ -758,6 +848,12 @@ void cfg_print_help(FILE *out, const char *argv0)
 			fprintf(out, " [%s]", k->choices);
 		if (k->type == CFG_FRACTION)
 			fprintf(out, " [0..1]");
+		if (k->type == CFG_DECIMAL) {
+			char lo[32], hi[32];
+			cfg_fmt_millionths(lo, sizeof(lo), k->min);
+			cfg_fmt_millionths(hi, sizeof(hi), k->max);
+			fprintf(out, " [%s..%s]", lo, hi);
+		}
 		fprintf(out, "%s\n      %s\n", k->reloadable ? " (reloadable)" : "", k->help);
 	}
 }
@@ -765,10 +861,9 @@ void cfg_print_help(FILE *out, const char *argv0)
 bool cfg_key_equal(const struct recd_config *a, const struct recd_config *b, const struct cfg_key *k)
 {
 	const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
-	switch (k->type) {
-	case CFG_INT:
-	case CFG_FRACTION:
+	if (cfg_is_i64(k))
 		return !memcmp(fa, fb, sizeof(int64_t));
+	switch (k->type) {
 	case CFG_BOOL:
 		return *(const bool *)fa == *(const bool *)fb;
 	default:
@@ -780,16 +875,15 @@ void cfg_key_copy(struct recd_config *dst, const struct recd_config *src, const 
 {
 	char *fd = (char *)dst + k->offset;
 	const char *fs = (const char *)src + k->offset;
-	switch (k->type) {
-	case CFG_INT:
-	case CFG_FRACTION: {
+	if (cfg_is_i64(k)) {
 		/* Workers read these fields while the control thread writes:
 		 * one atomic 8-byte store, never a torn value. */
 		int64_t v;
 		memcpy(&v, fs, sizeof(v));
 		__atomic_store_n((int64_t *)(void *)fd, v, __ATOMIC_RELAXED);
-		break;
+		return;
 	}
+	switch (k->type) {
 	case CFG_BOOL:
 		__atomic_store_n((bool *)fd, *(const bool *)fs, __ATOMIC_RELAXED);
 		break;
@@ -848,12 +942,24 @@ void cfg_dump_json(const struct recd_config *cfg, struct buf *out)
 			buf_put_i64(out, n);
 			break;
 		}
-		case CFG_FRACTION: {
+		case CFG_FRACTION:
+		case CFG_DECIMAL: {
 			int64_t ppm;
 			memcpy(&ppm, field, sizeof(ppm));
 			buf_put_double(out, (double)ppm / 1e6);
 			break;
 		}
+		case CFG_CHOICE:
+			if (k->flags & CFG_F_INDEX) {
+				int64_t idx;
+				char word[64];
+				memcpy(&idx, field, sizeof(idx));
+				cfg_choice_word(k->choices, idx, word, sizeof(word));
+				buf_put_json_str(out, word, strlen(word));
+				break;
+			}
+			buf_put_json_str(out, field, strnlen(field, k->size));
+			break;
 		case CFG_BOOL:
 			if (*(const bool *)field)
 				buf_puts_lit(out, "true");

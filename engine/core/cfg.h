@@ -26,6 +26,8 @@ enum cfg_type {
 	CFG_LEVEL,   /* log level name */
 	CFG_CHOICE,  /* one of the row's `choices` ("a|b|c"), kept as text */
 	CFG_FRACTION, /* a decimal 0..1 ("0.01", "1e-3"), kept as int64 parts per million */
+	CFG_DECIMAL, /* a decimal within [min, max] ("0.1", "1e3"), kept as int64 millionths
+	                (min and max in millionths too) */
 };
 
 struct recd_config {
@@ -72,6 +74,11 @@ struct recd_config {
 	int64_t max_n;
 	int64_t ann_nprobe;        /* ANN lists probed first per query */
 	int64_t ann_nprobe_miss;
+	/* The refresh thread's query (live/refresh.h), read at each computation. */
+	int64_t refresh_foldin;    /* 0 off, 1 cold, 2 all: the word's index (CFG_F_INDEX) */
+	int64_t foldin_lambda;     /* millionths, as every CFG_DECIMAL */
+	int64_t foldin_alpha;
+	int64_t foldin_prior;
 	int64_t shed_backlog;      /* completions queued that make a worker skip on-demand searches */   /* the same for a personal search while a precomputed list is on its way */
 	int64_t event_ring_size;        /* per worker, power of two */
 	int64_t max_events_per_request;
@@ -105,6 +112,9 @@ struct cfg_key {
 #define CFG_F_OPTIONAL 2u  /* CFG_ADDR: "" is accepted (= off) */
 #define CFG_F_MODEL_NAME 4u /* CFG_STRING: a model name */
 #define CFG_F_MODELS   8u  /* CFG_STRING: a `models` list (cfg_models_parse) */
+#define CFG_F_INDEX   16u  /* CFG_CHOICE: kept as the int64 index of the word in `choices`
+                              (not text): another thread may read it while a reload
+                              stores it, as it may read a CFG_INT */
 
 extern const struct cfg_key cfg_table[];
 extern const size_t cfg_table_len;

@@ -74,6 +74,9 @@ void refresh_stats_read(const struct refresh *r, struct refresh_stats *o)
 	o->coalesced = ck_pr_load_64(&r->st.coalesced);
 	o->overflow = ck_pr_load_64(&r->st.overflow);
 	o->computed = ck_pr_load_64(&r->st.computed);
+	o->folded = ck_pr_load_64(&r->st.folded);
+	o->foldin_failed = ck_pr_load_64(&r->st.foldin_failed);
+	o->gram_generation = ck_pr_load_64(&r->st.gram_generation);
 	o->skipped = ck_pr_load_64(&r->st.skipped);
 	o->forgotten = ck_pr_load_64(&r->st.forgotten);
 	o->flushes = ck_pr_load_64(&r->st.flushes);
@@ -429,32 +432,101 @@ static double norm(const float *v, uint32_t dim)
 	return a > 0 && isfinite(a) ? a : 0;
 }
 
+/* The fold-in mode, and its parameters in p, as they are now. */
+static uint32_t foldin_settings(const struct refresh *r, struct foldin_params *p)
+{
+	if (r->foldin != REFRESH_FOLDIN_CONFIG) {
+		*p = r->foldin_params;
+		return r->foldin;
+	}
+	/* The configured values (a settings reload may change them). */
+	const struct recd_config *c = &r->srv->cfg;
+	int64_t mode = (int64_t)ck_pr_load_64((const uint64_t *)&c->refresh_foldin);
+	*p = (struct foldin_params){
+		.lambda = (double)(int64_t)ck_pr_load_64((const uint64_t *)&c->foldin_lambda) / 1e6,
+		.alpha = (double)(int64_t)ck_pr_load_64((const uint64_t *)&c->foldin_alpha) / 1e6,
+		.prior = (double)(int64_t)ck_pr_load_64((const uint64_t *)&c->foldin_prior) / 1e6,
+		.log_eps = 0,
+	};
+	return mode == 1 ? REFRESH_FOLDIN_COLD : mode == 2 ? REFRESH_FOLDIN_ALL : REFRESH_FOLDIN_OFF;
+}
+
+/* Room for a query row of s (allocates only when the stride grows, i.e.
+ * on the first snapshot and after a swap to a wider one). */
+static bool qbuf_fit(struct refresh *r, const struct snap *s)
+{
+	if (r->qcap >= s->stride)
+		return true;
+	free(r->qbuf);
+	r->qcap = 0;
+	r->qbuf = aligned_alloc(64, ((size_t)s->stride * sizeof(float) + 63) & ~(size_t)63);
+	if (!r->qbuf)
+		return false;
+	r->qcap = s->stride;
+	return true;
+}
+
+/* The shopper's fold-in into r->qbuf (padded); false: none (mode, no
+ * touches the snapshot knows, Gram matrix not ready, failed solve). uv:
+ * their snapshot embedding, NULL when there is none. */
+static bool fold_in(struct refresh *r, const struct snap *s, const struct live_user *lu, const float *uv)
+{
+	struct foldin_params p;
+	uint32_t mode = foldin_settings(r, &p);
+	if (mode == REFRESH_FOLDIN_OFF || !lu || (mode == REFRESH_FOLDIN_COLD && uv) ||
+	    !foldin_gram_matches(&r->gram, s))
+		return false;
+	uint32_t n = foldin_user_inputs(s, lu, r->f_items, r->f_strength, FOLDIN_MAX_INPUTS);
+	if (!n)
+		return false;
+	if (r->fdim < s->dim) {
+		free(r->fscratch);
+		r->fdim = 0;
+		if (!(r->fscratch = malloc(sizeof(double) * foldin_scratch_doubles(s->dim))))
+			return false;
+		r->fdim = s->dim;
+	}
+	if (!qbuf_fit(r, s))
+		return false;
+	/* Mode all: the snapshot embedding is the prior's target; without
+	 * one (or in mode cold) a plain fold-in. */
+	const float *x0 = mode == REFRESH_FOLDIN_ALL ? uv : NULL;
+	int rc = foldin_solve(&r->gram, s, r->f_items, r->f_strength, n, x0, &p, r->fscratch, r->qbuf);
+	if (rc || !norm(r->qbuf, s->dim)) {
+		ST_ADD(r, foldin_failed, 1);
+		return false;
+	}
+	memset(r->qbuf + s->dim, 0, (size_t)(s->stride - s->dim) * sizeof(float));
+	return true;
+}
+
 /* The query row: stride floats, 64-byte aligned, zero padding (the
- * kernels read whole rows). NULL when there is nothing to search with. */
+ * kernels read whole rows). NULL when there is nothing to search with.
+ * Sets r->folded when it is a fold-in. */
 static const float *make_query(struct refresh *r, const struct snap *s, const struct live_user *lu, uint64_t key)
 {
 	int64_t u = user_find_key(s, key);
 	const float *uv = u >= 0 ? snap_user_vec(s, (uint32_t)u) : NULL;
+	/* An all-zero embedding is none (nothing to normalise, nothing to
+	 * pull towards). */
+	double nu = uv ? norm(uv, s->dim) : 0;
+	if (!nu)
+		uv = NULL;
+	r->folded = fold_in(r, s, lu, uv);
+	if (r->folded)
+		return r->qbuf;
 	/* A session gone quiet (weight decayed below LIVE_SESSION_STALE)
 	 * says nothing about what the shopper does now: leave it out. */
 	const float *sv = lu && lu->dim == s->dim &&
 				  live_session_weight(r->live, lu) >= LIVE_SESSION_STALE
 			  ? lu->session : NULL;
-	double nu = uv ? norm(uv, s->dim) : 0, ns = sv ? norm(sv, s->dim) : 0;
-	if (!nu)
-		uv = NULL;
+	double ns = sv ? norm(sv, s->dim) : 0;
 	if (!ns)
 		sv = NULL;
 	if (!uv && !sv)
 		return NULL;
-	if (r->qcap < s->stride) {
-		free(r->qbuf);
-		r->qcap = 0;
-		r->qbuf = aligned_alloc(64, ((size_t)s->stride * sizeof(float) + 63) & ~(size_t)63);
-		if (!r->qbuf)
-			return NULL;
-		r->qcap = s->stride;
-	}
+	if (!qbuf_fit(r, s))
+		return NULL;
 	double wu = uv ? (sv ? 0.5 : 1.0) / nu : 0, ws = sv ? (uv ? 0.5 : 1.0) / ns : 0;
 	for (uint32_t d = 0; d < s->dim; d++)
 		r->qbuf[d] = (float)((uv ? wu * uv[d] : 0.0) + (sv ? ws * sv[d] : 0.0));
@@ -570,6 +642,8 @@ static void compute(struct refresh *r, uint64_t key)
 	ST_ADD(r, compute_ns_total, dt);
 	if (dt > r->st.compute_ns_max)
 		ST_SET(r, compute_ns_max, dt);
+	if (r->folded)
+		ST_ADD(r, folded, 1);   /* first: folded never exceeds computed */
 	ST_ADD(r, computed, 1);
 }
 
@@ -613,6 +687,43 @@ static bool sweep_step(struct refresh *r, uint64_t now)
 	return false;
 }
 
+/* Is the Gram matrix of `s` still being summed (fold-in on, not complete,
+ * not given up)? */
+static bool gram_pending(struct refresh *r, const struct snap *s)
+{
+	struct foldin_params p;
+	return s && foldin_settings(r, &p) != REFRESH_FOLDIN_OFF && !foldin_gram_matches(&r->gram, s) &&
+	       r->gram_failed != s->generation;
+}
+
+/* One step of the Gram matrix of the current snapshot (fold-in on): up to
+ * gram_rows rows, after the work shoppers asked for. Starts over
+ * when the snapshot changed. Returns true while rows remain. */
+static bool gram_step(struct refresh *r)
+{
+	bool more = false;
+	ck_epoch_begin(&r->rec, NULL);
+	const struct snap *s = srv_snapshot(r->srv);
+	if (gram_pending(r, s)) {
+		struct foldin_gram *g = &r->gram;
+		int rc = 0;
+		if (g->snap != s || g->generation != s->generation || g->dim != s->dim) {
+			/* Allocates only when the dimension changes. */
+			if ((rc = foldin_gram_begin(g, s))) {
+				r->gram_failed = s->generation;
+				log_warn("refresh_foldin_off", "generation=%llu err=\"%s\" detail=\"no Gram matrix: "
+					 "lists use the blend on this snapshot\"", (unsigned long long)s->generation,
+					 strerror(-rc));
+			}
+		}
+		if (!rc && (rc = foldin_gram_step(g, s, r->gram_rows)) == 1)
+			ST_SET(r, gram_generation, s->generation);
+		more = rc == 0;
+	}
+	ck_epoch_end(&r->rec, NULL);
+	return more;
+}
+
 /* One step of the rebuild pass after a swap (see refresh.h): recompute
  * on the current snapshot the lists made on another, walking the publish
  * order down from the newest. Workers' hints and the updater's requests
@@ -622,7 +733,16 @@ static bool rebuild_step(struct refresh *r)
 	ck_epoch_begin(&r->rec, NULL);
 	const struct snap *s = srv_snapshot(r->srv);
 	uint64_t gen = s ? s->generation : 0;
+	/* With fold-in on, the pass waits for the new Gram matrix: lists
+	 * recomputed before it is ready would hold the blend until the
+	 * shopper's next event. Readers translate the carried lists meanwhile. */
+	bool wait = gen != r->rebuild_gen && gram_pending(r, s);
 	ck_epoch_end(&r->rec, NULL);
+	if (wait) {
+		/* Every list is yet to be looked at by the coming pass. */
+		ST_SET(r, rebuild_left, r->ord_tail - r->ord_head);
+		return false;
+	}
 	if (gen != r->rebuild_gen) {
 		r->rebuild_gen = gen;
 		r->rebuild_pos = r->ord_tail;
@@ -745,11 +865,14 @@ static void *refresh_main(void *arg)
 		uint64_t now = now_ns();
 		uint32_t done = run_due(r, now);
 		bool sweeping = sweep_step(r, now);
-		/* Lists readers translate after a swap come after what shoppers
-		 * asked for just now. */
+		/* The Gram matrix of a new snapshot, a chunk a turn, and the lists
+		 * readers translate after a swap come after what shoppers asked
+		 * for just now. */
+		bool summing = gram_step(r);
 		bool rebuilding = done < REFRESH_BATCH && rebuild_step(r);
 		ck_epoch_poll(&r->rec);
-		if (done == REFRESH_BATCH || sweeping || rebuilding || ck_ring_size(&r->ring) || hints_waiting(r))
+		if (done == REFRESH_BATCH || sweeping || summing || rebuilding || ck_ring_size(&r->ring) ||
+		    hints_waiting(r))
 			continue;
 		/* Hints come without a wake-up (workers make no system call for
 		 * them): the idle sleep bounds how long one waits. */
@@ -802,7 +925,11 @@ void refresh_opts_default(struct refresh_opts *o)
 		.max_lists = 0,
 		.nprobe = 0,
 		.sweep_ms = REFRESH_SWEEP_MS,
+		.gram_rows = 0,
+		.foldin = REFRESH_FOLDIN_CONFIG,
+		.foldin_params = foldin_default_params,
 	};
+	o->foldin_params.prior = REFRESH_FOLDIN_PRIOR;
 }
 
 static bool pow2_at_least(uint64_t v, uint64_t min)
@@ -848,6 +975,10 @@ static void release(struct refresh *r)
 	r->seen_item = NULL;
 	free(r->seen_stamp);
 	r->seen_stamp = NULL;
+	foldin_gram_free(&r->gram);
+	free(r->fscratch);
+	r->fscratch = NULL;
+	r->fdim = 0;
 	if (r->fd_ready) {
 		close(r->wake_fd);
 		r->fd_ready = false;
@@ -870,7 +1001,13 @@ int refresh_start(struct refresh *r, struct recd_server *srv, struct live *lv, c
 		o = &d;
 	}
 	if (!o->k || o->k > REFRESH_K_MAX || !pow2_at_least(o->ring_size, 16) ||
-	    !pow2_at_least(o->pending_max, 16) || o->ring_size > (1u << 30) || o->pending_max > (1u << 30))
+	    !pow2_at_least(o->pending_max, 16) || o->ring_size > (1u << 30) || o->pending_max > (1u << 30) ||
+	    o->foldin > REFRESH_FOLDIN_ALL)
+		return -EINVAL;
+	const struct foldin_params *fp = &o->foldin_params;
+	if (o->foldin != REFRESH_FOLDIN_CONFIG &&
+	    !(fp->lambda >= 0 && fp->alpha >= 0 && fp->prior >= 0 && fp->log_eps >= 0 && isfinite(fp->lambda) &&
+	      isfinite(fp->alpha) && isfinite(fp->prior) && isfinite(fp->log_eps)))
 		return -EINVAL;
 	memset(r, 0, sizeof(*r));
 	r->wake_fd = -1;
@@ -878,6 +1015,9 @@ int refresh_start(struct refresh *r, struct recd_server *srv, struct live *lv, c
 	r->live = lv;
 	r->k = o->k;
 	r->nprobe = o->nprobe;
+	r->foldin = o->foldin;
+	r->gram_rows = o->gram_rows ? o->gram_rows : REFRESH_GRAM_ROWS;
+	r->foldin_params = o->foldin_params;
 	r->min_interval_ns = (uint64_t)o->min_interval_ms * 1000000ull;
 	r->max_lists = o->max_lists ? o->max_lists : lv->max_users ? lv->max_users : (1ull << 20);
 	r->sweep_ns = (uint64_t)(o->sweep_ms ? o->sweep_ms : REFRESH_SWEEP_MS) * 1000000ull;
@@ -920,6 +1060,14 @@ int refresh_start(struct refresh *r, struct recd_server *srv, struct live *lv, c
 	r->seen_mask = seen - 1;
 	r->seen_item = calloc(seen, sizeof(*r->seen_item));
 	r->seen_stamp = calloc(seen, sizeof(*r->seen_stamp));
+	/* Fold-in scratch for the live state's dimension (the snapshots'):
+	 * nothing to allocate per computation, nor to begin a Gram matrix. */
+	if (lv->dim) {
+		r->fscratch = malloc(sizeof(double) * foldin_scratch_doubles(lv->dim));
+		r->fdim = r->fscratch ? lv->dim : 0;
+		if (!r->fscratch || foldin_gram_init(&r->gram, lv->dim))
+			goto fail;
+	}
 	if (!r->pend || !r->pidx_key || !r->pidx_pos || !r->scratch || !r->out || !r->seen_item || !r->seen_stamp)
 		goto fail;
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -1,8 +1,9 @@
 /* refresh.h: background candidate refresh — the "hybrid" pattern. When a
  * shopper's events arrive, their candidate list (top-k by the blend of
- * their snapshot embedding and live session vector, plus neighbours of
- * what they touched last) is computed off the request path; the request
- * path re-ranks it live instead of searching on demand.
+ * their snapshot embedding and live session vector, or by their ALS
+ * fold-in, plus neighbours of what they touched last) is computed off the
+ * request path; the request path re-ranks it live instead of searching
+ * on demand.
  *
  * Theory of operation:
  *  - producer: only the updater thread. After applying an interaction
@@ -32,7 +33,8 @@
  *    user's live record (no live record, i.e. forgotten or evicted since:
  *    no list). Query = 0.5 * the snapshot user embedding (normalised) +
  *    0.5 * the live session vector (normalised), or whichever exists;
- *    neither: no list. rec_topk_keep (ANN when the snapshot has an index,
+ *    neither: no list — the blend; or, with fold-in on (below), the
+ *    shopper's ALS fold-in. rec_topk_keep (ANN when the snapshot has an index,
  *    else exact) without the items the user purchased or live item state
  *    blocks; then up to REFRESH_NEIGHBORS items of the neighbour rows of
  *    the user's REFRESH_SEEDS most recent items, not already listed,
@@ -56,6 +58,21 @@
  *    list and runs the record's pending frees: call it when no producer
  *    and no reader remains, before the live state it reads is destroyed.
  *
+ *  - fold-in (refresh_foldin: off | cold | all; live/foldin.h): the thread
+ *    owns the Gram matrix Y'Y of the snapshot it computes on. When the
+ *    snapshot changes it sums the new one's, gram_rows (REFRESH_GRAM_ROWS)
+ *    item rows per loop turn after the event- and hint-driven work (1M x
+ *    64: about 0.17 s in all, 3 ms a turn); nothing while the mode is off.
+ *    Until it is complete every query is the blend. Then a shopper with a
+ *    live record whose touches name items of the snapshot
+ *    (foldin_user_inputs gives n > 0) gets as query: in mode cold, when
+ *    the snapshot has no embedding for them, the plain fold-in of those
+ *    touches; in mode all, the fold-in with their snapshot embedding as
+ *    prior (foldin_prior; without one, plain). Anyone else, or a solve
+ *    that fails (-EDOM, a vector that is not finite): the blend. Counted
+ *    as `folded`. The mode and the parameters are read at each
+ *    computation (reloadable). The rebuild pass after a swap (below)
+ *    waits for the new Gram matrix, so rebuilt lists are folded in too.
  *  - swaps: a list's items are indexes into the snapshot of generation
  *    snap_generation; it also holds each item's key (XXH3 of the id), so
  *    after a swap readers translate it into the new snapshot
@@ -79,6 +96,7 @@
 #include "core/common.h"
 #include "core/srv.h"
 #include "events/event.h"
+#include "live/foldin.h"
 #include "live/live.h"
 #include "rec/rec.h"
 #include "snap/snap.h"
@@ -91,6 +109,8 @@
 #define REFRESH_PENDING_MAX 65536u        /* default pending table size (power of two) */
 #define REFRESH_K_MAX 1000u
 #define REFRESH_SWEEP_MS 30000u           /* default: lists of users live state dropped */
+#define REFRESH_GRAM_ROWS 16384u         /* Gram matrix rows summed per loop turn */
+#define REFRESH_FOLDIN_PRIOR 10.0         /* default pull of the snapshot embedding (mode all) */
 #define REFRESH_HIST_BUCKETS 16           /* compute time: bucket 0 < 1 us, bucket i in
                                              [2^(i-1), 2^i) us, the last also what is longer */
 
@@ -105,14 +125,25 @@ struct refresh_list {
 	uint64_t computed_ms;      /* wall clock */
 	uint64_t version;          /* publish sequence number (increases) */
 	uint32_t n;                /* items[n_search..n): neighbour items, scores below */
+	uint32_t reserved;         /* 0; keeps the keys after items[] 8-byte aligned */
 	struct rec_item items[];   /* best first: scores never increase; then n item keys */
 };
+_Static_assert(offsetof(struct refresh_list, items) % 8 == 0 && sizeof(struct rec_item) % 8 == 0,
+	       "refresh_list_keys must be aligned");
 
 /* The item keys of a list (keys[i] is the key of items[i]). */
 static inline const uint64_t *refresh_list_keys(const struct refresh_list *l)
 {
 	return (const uint64_t *)(const void *)(l->items + l->n);
 }
+
+/* The query: which shoppers get a fold-in (see the theory of operation). */
+enum refresh_foldin {
+	REFRESH_FOLDIN_CONFIG = 0, /* srv->cfg.refresh_foldin and foldin_*, read at each computation */
+	REFRESH_FOLDIN_OFF,        /* always the blend */
+	REFRESH_FOLDIN_COLD,       /* fold-in for shoppers without a snapshot embedding */
+	REFRESH_FOLDIN_ALL,        /* fold-in for all, the snapshot embedding as prior */
+};
 
 struct refresh_opts {
 	uint32_t k;                /* search results, 1..REFRESH_K_MAX */
@@ -122,6 +153,10 @@ struct refresh_opts {
 	uint64_t max_lists;        /* 0: the live state's max_users (or 1M when that is 0) */
 	uint32_t nprobe;           /* ANN lists probed first; 0: srv->cfg.ann_nprobe, read at each computation */
 	uint32_t sweep_ms;         /* a sweep starts at most this often; 0: REFRESH_SWEEP_MS */
+	uint32_t foldin;           /* enum refresh_foldin; CONFIG: the mode and parameters from srv->cfg */
+	uint32_t gram_rows;        /* Gram matrix rows summed per loop turn; 0: REFRESH_GRAM_ROWS */
+	struct foldin_params foldin_params;   /* with a mode other than CONFIG: lambda, alpha, prior
+	                                         (mode all), log_eps */
 };
 
 /* What refresh_stats_read reports (each field has one writer). */
@@ -135,6 +170,9 @@ struct refresh_stats {
 	uint64_t coalesced;        /* requests folded into a pending computation */
 	uint64_t overflow;         /* pending table full: request left to the request path */
 	uint64_t computed;         /* lists computed and published */
+	uint64_t folded;           /* ... of which the query was a fold-in */
+	uint64_t foldin_failed;    /* fold-in solves that failed (the blend was used) */
+	uint64_t gram_generation;  /* snapshot whose Gram matrix is complete; 0: none */
 	uint64_t skipped;          /* due but nothing to compute (no snapshot, live record or vector) */
 	uint64_t forgotten;        /* forget messages applied */
 	uint64_t flushes;          /* times every list was dropped (see forget_flushes) */
@@ -204,7 +242,8 @@ struct refresh {
 	struct live *live;
 	pthread_t thread;
 	bool started, hs_ready, rec_registered, fd_ready;
-	uint32_t k, nprobe;
+	uint32_t k, nprobe, foldin, gram_rows;
+	struct foldin_params foldin_params;
 	uint64_t min_interval_ns;
 	uint64_t max_lists;
 	uint64_t n_lists;
@@ -229,14 +268,25 @@ struct refresh {
 	struct rec_item *out;      /* k + REFRESH_NEIGHBORS */
 	uint32_t *seen_item, *seen_stamp;   /* small set of listed items */
 	uint32_t seen_mask, stamp;
+	/* fold-in */
+	struct foldin_gram gram;   /* of the snapshot computed on (or being summed) */
+	uint64_t gram_failed;      /* generation whose Gram matrix could not be begun (ENOMEM) */
+	double *fscratch;          /* foldin_scratch_doubles(fdim) */
+	uint32_t fdim;
+	bool folded;               /* the last make_query folded in */
+	uint32_t f_items[FOLDIN_MAX_INPUTS];
+	float f_strength[FOLDIN_MAX_INPUTS];
 };
 
 /* Defaults: REFRESH_K, REFRESH_MIN_INTERVAL_MS, REFRESH_RING_SIZE,
- * REFRESH_PENDING_MAX, max_lists 0, nprobe 0, REFRESH_SWEEP_MS. */
+ * REFRESH_PENDING_MAX, max_lists 0, nprobe 0, REFRESH_SWEEP_MS, gram_rows 0, foldin
+ * REFRESH_FOLDIN_CONFIG (foldin_params: recd-train's defaults with prior
+ * REFRESH_FOLDIN_PRIOR, used only when foldin is set to a mode). */
 void refresh_opts_default(struct refresh_opts *o);
 /* Set up and start the thread. `lv` is the live state it reads (written
  * by the caller's thread, the only producer); o NULL: defaults with
- * nprobe = srv->cfg.ann_nprobe. 0, -EINVAL (bad options) or -errno; on
+ * nprobe = srv->cfg.ann_nprobe and the fold-in settings of srv->cfg, read
+ * at each computation. 0, -EINVAL (bad options) or -errno; on
  * failure nothing is left to stop, but the struct's epoch record stays
  * on srv->epoch's list: do not start it again. */
 int refresh_start(struct refresh *r, struct recd_server *srv, struct live *lv, const struct refresh_opts *o);

@@ -328,6 +328,8 @@ static void metrics_render_policies(struct buf *out, const struct metrics_gauges
 	metrics_scalar(out, "recd_refresh_dropped_total", "counter",
 		       "Background computations not queued (queue full: the request path searches instead).",
 		       g->refresh_dropped + g->refresh_hints_dropped);
+	metrics_scalar(out, "recd_refresh_foldin_total", "counter",
+		       "Per-user lists whose query was an ALS fold-in of the shopper's live events.", g->refresh_folded);
 	metrics_scalar(out, "recd_refresh_rebuilt_total", "counter",
 		       "Per-user lists recomputed on a new snapshot after a swap.", g->refresh_rebuilt);
 	metrics_scalar(out, "recd_refresh_rebuild_backlog", "gauge",

@@ -115,6 +115,7 @@ struct metrics_gauges {
 	uint64_t refresh_lists, refresh_computed, refresh_requested, refresh_dropped, refresh_hints_dropped;
 	uint64_t refresh_compute_ns_total;
 	uint64_t refresh_rebuilt, refresh_rebuild_left;
+	uint64_t refresh_folded;             /* lists whose query was a fold-in */
 	/* The event log (events/evlog.h); all 0 when it is off. */
 	uint64_t events_recovered;
 	uint64_t event_log_records, event_log_bytes, event_log_syncs, event_log_rotations;

@@ -234,8 +234,10 @@ class Swap(unittest.TestCase):
                                               metric("recd_refresh_rebuilt_total") < rebuilt + len(away)):
                 time.sleep(0.02)
             self.assertGreaterEqual(metric("recd_refresh_rebuilt_total"), rebuilt + len(away))
-            self.assertTrue(all_fresh(away))
-            self.assertTrue(all_fresh(back))
+            for u in away + back:
+                got = recs(u)
+                self.assertEqual(got["candidates"], "fresh", (u, got, metric("recd_refresh_rebuild_backlog"),
+                                                              d.log()[-3000:]))
         finally:
             c.close()
             d.close()

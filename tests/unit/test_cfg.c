@@ -93,8 +93,42 @@ static void test_defaults(void)
 		if (k->type == CFG_INT)
 			CHECK(k->min <= k->max);
 	}
-	/* 55 fields in struct recd_config, one row each. */
-	CHECK(cfg_table_len == 56);
+	/* One row per field of struct recd_config. */
+	CHECK(cfg_table_len == 60);
+	/* The fold-in settings: a choice kept as its index, decimals kept in
+	 * millionths; all reloadable (the refresh thread reads them at each
+	 * computation). */
+	CHECK(c.refresh_foldin == 1 && c.foldin_lambda == 100000 && c.foldin_alpha == 10000000 &&
+	      c.foldin_prior == 10000000);
+	CHECK(cfg_set(&c, "refresh_foldin", "all", err, sizeof(err)) == 0 && c.refresh_foldin == 2);
+	CHECK(cfg_set(&c, "refresh_foldin", "off", err, sizeof(err)) == 0 && c.refresh_foldin == 0);
+	CHECK(cfg_set(&c, "refresh_foldin", "warm", err, sizeof(err)) == -EINVAL && c.refresh_foldin == 0);
+	CHECK_ERR(err, "refresh_foldin: expected one of off|cold|all, got 'warm'");
+	CHECK(cfg_set(&c, "foldin_lambda", "2.5", err, sizeof(err)) == 0 && c.foldin_lambda == 2500000);
+	CHECK(cfg_set(&c, "foldin_lambda", "1e-3", err, sizeof(err)) == 0 && c.foldin_lambda == 1000);
+	CHECK(cfg_set(&c, "foldin_lambda", "0", err, sizeof(err)) == -EINVAL && c.foldin_lambda == 1000);
+	CHECK_ERR(err, "foldin_lambda: 0 is below the minimum 0.000001");
+	CHECK(cfg_set(&c, "foldin_lambda", "1e7", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "foldin_lambda: 1e7 is above the maximum 1000000");
+	CHECK(cfg_set(&c, "foldin_lambda", "nan", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "foldin_lambda: not a number 'nan'");
+	CHECK(cfg_set(&c, "foldin_alpha", "0", err, sizeof(err)) == 0 && c.foldin_alpha == 0);
+	CHECK(cfg_set(&c, "foldin_alpha", "-1", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "foldin_alpha: -1 is below the minimum 0");
+	CHECK(cfg_set(&c, "foldin_prior", "1e-9", err, sizeof(err)) == -EINVAL);
+	CHECK_ERR(err, "foldin_prior: 1e-9 is below one millionth (0.000001)");
+	CHECK(cfg_set(&c, "foldin_prior", "30", err, sizeof(err)) == 0 && c.foldin_prior == 30000000);
+	static const char *const fold_keys[] = { "refresh_foldin", "foldin_lambda", "foldin_alpha", "foldin_prior" };
+	for (size_t i = 0; i < ARRAY_SIZE(fold_keys); i++) {
+		const struct cfg_key *k = cfg_find(fold_keys[i], strlen(fold_keys[i]));
+		CHECK(k && k->reloadable);
+		struct recd_config d;
+		cfg_defaults(&d);
+		CHECK(k && !cfg_key_equal(&c, &d, k));
+		if (k)
+			cfg_key_copy(&d, &c, k);
+		CHECK(k && cfg_key_equal(&c, &d, k));
+	}
 	/* access_log_sample: a fraction 0..1 kept per million. */
 	CHECK(cfg_set(&c, "access_log_sample", "0.001", err, sizeof(err)) == 0 && c.access_log_sample == 1000);
 	CHECK(cfg_set(&c, "access_log_sample", "1", err, sizeof(err)) == 0 && c.access_log_sample == 1000000);
@@ -636,6 +670,7 @@ static void test_dump_and_help(void)
 	CHECK(strstr(b.data, "\"demo\":false,") != NULL);
 	CHECK(strstr(b.data, "\"demo_seed\":42}") != NULL);
 	CHECK(strstr(b.data, "\"log_level\":\"info\"") != NULL);
+	CHECK(strstr(b.data, "\"refresh_foldin\":\"cold\",\"foldin_lambda\":0.1,\"foldin_alpha\":10,") != NULL);
 	for (size_t i = 0; i < cfg_table_len; i++) {
 		char needle[64];
 		snprintf(needle, sizeof(needle), "\"%s\":", cfg_table[i].name);
@@ -674,6 +709,8 @@ static void test_dump_and_help(void)
 	}
 	CHECK(strstr(help, "default 127.0.0.1:8080") != NULL);
 	CHECK(strstr(help, "[64..32768, power of two]") != NULL);
+	CHECK(strstr(help, "[off|cold|all]") != NULL);
+	CHECK(strstr(help, "foldin_lambda      decimal default 0.1 [0.000001..1000000] (reloadable)") != NULL);
 	free(help);
 }
 

@@ -1,7 +1,10 @@
 /* test_refresh.c: background candidate refresh: lists against an exact
  * reference of the blended query on a small real snapshot (no ANN index,
  * so the search is exact), the neighbour tail, the purchased and blocked
- * filters, coalescing, forgetting, the size bound, one refresh thread
+ * filters, coalescing, forgetting, the size bound, swaps, the fold-in
+ * query (modes cold, all and off, set as a settings reload does; the Gram
+ * matrix summed again after a swap) against a reference solved here on
+ * the same Gram matrix, one refresh thread
  * publishing while two readers look lists up (under ASan a reader touching
  * a freed list is caught), and the wiring through a real updater with a
  * clean shutdown. */
@@ -15,6 +18,7 @@
 #include <xxhash.h>
 #include "core/cfg.h"
 #include "events/event.h"
+#include "live/foldin.h"
 #include "live/live.h"
 #include "live/refresh.h"
 #include "live/updater.h"
@@ -282,6 +286,14 @@ static void test_api_edges(const struct snap *s)
 	CHECK(refresh_start(&rf_zero, &srv, &lv, &o) == -EINVAL);
 	refresh_opts_default(&o);
 	o.k = 0;
+	CHECK(refresh_start(&rf_zero, &srv, &lv, &o) == -EINVAL);
+	refresh_opts_default(&o);
+	CHECK(o.foldin == REFRESH_FOLDIN_CONFIG && o.foldin_params.prior == REFRESH_FOLDIN_PRIOR &&
+	      o.foldin_params.lambda == foldin_default_params.lambda);
+	o.foldin = REFRESH_FOLDIN_ALL + 1;
+	CHECK(refresh_start(&rf_zero, &srv, &lv, &o) == -EINVAL);
+	o.foldin = REFRESH_FOLDIN_COLD;
+	o.foldin_params.lambda = NAN;
 	CHECK(refresh_start(&rf_zero, &srv, &lv, &o) == -EINVAL);
 	refresh_stop(&rf_zero);
 	CHECK(!refresh_list_fresh(NULL, s, NULL));
@@ -606,6 +618,205 @@ static struct snap *test_swap(struct snap *s)
 	return s2;
 }
 
+/* ---- the fold-in query ---- */
+
+/* Set the fold-in keys of srv.cfg to `mode` and the defaults, one key at
+ * a time as a settings reload does (ctl.c: cfg_key_copy of each changed
+ * reloadable key, while the refresh thread reads them). */
+static void set_foldin(const char *mode)
+{
+	static struct recd_config nc;
+	char err[256];
+	cfg_defaults(&nc);
+	CHECK(cfg_set(&nc, "refresh_foldin", mode, err, sizeof(err)) == 0);
+	static const char *const keys[] = { "foldin_lambda", "foldin_alpha", "foldin_prior", "refresh_foldin" };
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		const struct cfg_key *k = cfg_find(keys[i], strlen(keys[i]));
+		CHECK(k && k->reloadable);
+		if (k)
+			cfg_key_copy(&srv.cfg, &nc, k);
+	}
+}
+
+static bool wait_gram(struct refresh *r, uint64_t gen)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (stats(r).gram_generation == gen)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+/* The shopper's fold-in solved here, on the test's own Gram matrix of s
+ * (the same bits as the thread's: see foldin_gram_add), with the
+ * configured defaults; x0 non-NULL: mode all's prior. false: nothing to
+ * fold in or the solve failed. */
+static bool foldin_ref(const struct snap *s, const struct foldin_gram *g, const struct live_user *lu,
+		       const float *x0, double *q)
+{
+	static uint32_t items[FOLDIN_MAX_INPUTS];
+	static float strength[FOLDIN_MAX_INPUTS];
+	static double scratch[DIM * DIM + 3 * DIM];
+	float x[DIM];
+	struct foldin_params p = { .lambda = 0.1, .alpha = 10, .prior = x0 ? 10 : 0, .log_eps = 0 };
+	CHECK(foldin_scratch_doubles(s->dim) <= ARRAY_SIZE(scratch));
+	uint32_t n = foldin_user_inputs(s, lu, items, strength, FOLDIN_MAX_INPUTS);
+	if (!n || foldin_solve(g, s, items, strength, n, x0, &p, scratch, x))
+		return false;
+	for (uint32_t d = 0; d < s->dim; d++)
+		q[d] = x[d];
+	return true;
+}
+
+/* `user`'s list (fresh on s) against the exact top-k for q: search part
+ * and neighbour tail. */
+static void check_list(const struct snap *s, const char *user, const double *q)
+{
+	ck_epoch_begin(&wrec, NULL);
+	const struct refresh_list *l = refresh_get(&rf, K(user));
+	const struct live_user *lu = live_user_get(&lv, K(user));
+	CHECK(l && lu && refresh_list_fresh(l, s, lu));
+	if (l && lu) {
+		check_search(s, l, lu, q, REFRESH_K);
+		check_tail(s, l, lu);
+	}
+	ck_epoch_end(&wrec, NULL);
+}
+
+/* Do the exact top-k of q and of q2 differ (the test tells them apart)? */
+static bool rankings_differ(const struct snap *s, const struct live_user *lu, const double *q, const double *q2)
+{
+	static struct scored a[N_ITEMS], b[N_ITEMS];
+	uint32_t m = reference(s, lu, q, a);
+	reference(s, lu, q2, b);
+	for (uint32_t j = 0; j < MIN(m, (uint32_t)REFRESH_K); j++)
+		if (a[j].item != b[j].item)
+			return true;
+	return false;
+}
+
+/* Feed `user` a few touches and wait for their list and its counters. */
+static void touch(const struct snap *s, const char *user, const uint32_t *items, uint32_t n)
+{
+	static const uint8_t types[] = { EVENT_PURCHASE, EVENT_PURCHASE, EVENT_ADD_TO_CART, EVENT_VIEW, EVENT_CLICK };
+	for (uint32_t i = 0; i < n; i++)
+		feed(&rf, s, mk(types[i % ARRAY_SIZE(types)], user, item_name(items[i])));
+	CHECK(wait_fresh(&rf, &lv, s, K(user)));
+	CHECK(wait_idle(&rf));   /* pending 0: the outcome is counted */
+}
+
+static void test_foldin(struct snap *s, struct snap *s2)
+{
+	static struct foldin_gram g1, g2;
+	double q[DIM], qb[DIM];
+	CHECK(s2 != NULL);
+	if (!s2)
+		return;
+	CHECK(foldin_gram_build(s, &g1) == 0 && foldin_gram_build(s2, &g2) == 0);
+	/* Off so far (srv.cfg zeroed: index 0): no Gram matrix was summed. */
+	CHECK(stats(&rf).gram_generation == 0 && stats(&rf).folded == 0);
+
+	/* Mode cold: a shopper the snapshot does not know gets the fold-in of
+	 * their touches, the purchases still left out. */
+	set_foldin("cold");
+	CHECK(wait_gram(&rf, 1));
+	struct refresh_stats before = stats(&rf);
+	static const uint32_t f1[] = { 17, 33, 48, 61, 90 };
+	touch(s, "fold-1", f1, ARRAY_SIZE(f1));
+	struct refresh_stats after = stats(&rf);
+	CHECK(after.folded == before.folded + 1 && after.computed == before.computed + 1);
+	CHECK(after.foldin_failed == before.foldin_failed);
+	ck_epoch_begin(&wrec, NULL);
+	const struct live_user *lu = live_user_get(&lv, K("fold-1"));
+	CHECK(lu && foldin_ref(s, &g1, lu, NULL, q));
+	CHECK(lu && blend(s, "fold-1", lu, qb) && rankings_differ(s, lu, q, qb));
+	ck_epoch_end(&wrec, NULL);
+	check_list(s, "fold-1", q);
+
+	/* A known shopper in mode cold: the blend, as before. */
+	before = stats(&rf);
+	static const uint32_t f2[] = { 5, 120, 200 };
+	touch(s, "u-11", f2, ARRAY_SIZE(f2));
+	after = stats(&rf);
+	CHECK(after.folded == before.folded && after.computed == before.computed + 1);
+	ck_epoch_begin(&wrec, NULL);
+	lu = live_user_get(&lv, K("u-11"));
+	CHECK(lu && blend(s, "u-11", lu, qb));
+	ck_epoch_end(&wrec, NULL);
+	check_list(s, "u-11", qb);
+
+	/* Mode all: the same shopper folded in, pulled towards their
+	 * snapshot embedding (foldin_prior 10). */
+	set_foldin("all");
+	before = stats(&rf);
+	static const uint32_t f3[] = { 140 };
+	touch(s, "u-11", f3, ARRAY_SIZE(f3));
+	after = stats(&rf);
+	CHECK(after.folded == before.folded + 1);
+	ck_epoch_begin(&wrec, NULL);
+	lu = live_user_get(&lv, K("u-11"));
+	int64_t u11 = snap_user_find(s, "u-11", 4);
+	CHECK(u11 >= 0 && lu && foldin_ref(s, &g1, lu, snap_user_vec(s, (uint32_t)u11), q));
+	CHECK(lu && blend(s, "u-11", lu, qb) && rankings_differ(s, lu, q, qb));
+	ck_epoch_end(&wrec, NULL);
+	check_list(s, "u-11", q);
+
+	/* Mode off: a new shopper gets the session vector (the blend). */
+	set_foldin("off");
+	before = stats(&rf);
+	static const uint32_t f4[] = { 23, 71, 150, 260 };
+	touch(s, "fold-2", f4, ARRAY_SIZE(f4));
+	after = stats(&rf);
+	CHECK(after.folded == before.folded && after.computed == before.computed + 1);
+	ck_epoch_begin(&wrec, NULL);
+	lu = live_user_get(&lv, K("fold-2"));
+	CHECK(lu && blend(s, "fold-2", lu, qb) && foldin_ref(s, &g1, lu, NULL, q) && rankings_differ(s, lu, q, qb));
+	ck_epoch_end(&wrec, NULL);
+	check_list(s, "fold-2", qb);
+
+	/* A swap with fold-in on: the thread sums s2's Gram matrix, and the
+	 * rebuild pass (which waits for it) folds fold-1 in against s2's
+	 * items. */
+	set_foldin("cold");
+	static const char *const fold1[] = { "fold-1" };
+	before = stats(&rf);
+	ck_pr_store_ptr(&srv.snapshot, s2);
+	CHECK(wait_gram(&rf, 2));
+	CHECK(wait_all_on(&rf, 2, fold1, 1));
+	CHECK(wait_idle(&rf));
+	after = stats(&rf);
+	CHECK(after.rebuild_passes == before.rebuild_passes + 1 && after.folded > before.folded);
+	ck_epoch_begin(&wrec, NULL);
+	lu = live_user_get(&lv, K("fold-1"));
+	CHECK(lu && foldin_ref(s2, &g2, lu, NULL, q));
+	CHECK(!foldin_ref(s2, &g1, lu, NULL, qb));   /* s's Gram matrix does not fit s2 (-ESTALE) */
+	ck_epoch_end(&wrec, NULL);
+	check_list(s2, "fold-1", q);
+	/* And a computation asked for by events on s2. */
+	static const uint32_t f5[] = { 8, 77, 301 };
+	touch(s2, "fold-3", f5, ARRAY_SIZE(f5));
+	ck_epoch_begin(&wrec, NULL);
+	lu = live_user_get(&lv, K("fold-3"));
+	CHECK(lu && foldin_ref(s2, &g2, lu, NULL, q));
+	ck_epoch_end(&wrec, NULL);
+	check_list(s2, "fold-3", q);
+
+	/* Back to s (test_race reads generation 1): summed again. */
+	ck_pr_store_ptr(&srv.snapshot, s);
+	CHECK(wait_gram(&rf, 1));
+	CHECK(wait_all_on(&rf, 1, fold1, 1));
+	ck_epoch_begin(&wrec, NULL);
+	lu = live_user_get(&lv, K("fold-1"));
+	CHECK(lu && foldin_ref(s, &g1, lu, NULL, q));
+	ck_epoch_end(&wrec, NULL);
+	check_list(s, "fold-1", q);
+	fprintf(stderr, "fold-in: %llu of %llu lists folded in, %llu failed\n", (unsigned long long)stats(&rf).folded,
+		(unsigned long long)stats(&rf).computed, (unsigned long long)stats(&rf).foldin_failed);
+	foldin_gram_free(&g1);
+	foldin_gram_free(&g2);
+}
+
 /* ---- one refresh thread publishing, two readers ---- */
 
 struct race {
@@ -660,6 +871,8 @@ static void test_race(const struct snap *s)
 	o.pending_max = 32;      /* and the pending table fills */
 	o.max_lists = 40;        /* and lists are evicted under the readers */
 	o.sweep_ms = 1;          /* and swept (live_evict below) */
+	set_foldin("off");
+	o.foldin = REFRESH_FOLDIN_ALL;   /* pinned: the configured off does not apply */
 	CHECK(refresh_start(&rf_race, &srv, &lv, &o) == 0);
 	struct race r = { s, 0, 0, 0, 0, 0 };
 	pthread_t th[2];
@@ -697,6 +910,7 @@ static void test_race(const struct snap *s)
 		(unsigned long long)r.found);
 	CHECK(!r.bad);
 	CHECK(r.reads > 0 && st.computed > 0);
+	CHECK(st.folded > 0 && st.folded <= st.computed && st.gram_generation == 1);
 	CHECK(st.lists <= 40);
 	/* Stopped with work pending: everything is freed (ASan: no leak). */
 	refresh_stop(&rf_race);
@@ -822,12 +1036,14 @@ int main(void)
 	o.min_interval_ms = INTERVAL_MS;
 	o.max_lists = 60;
 	o.sweep_ms = 30;
+	o.gram_rows = 64;   /* the Gram matrix takes several loop turns, as a large catalogue's does */
 	CHECK(refresh_start(&rf, &srv, &lv, &o) == 0);
 	test_lists(s);
 	test_coalesce(s);
 	test_forget(s);
 	test_bound(s);
 	struct snap *s2 = test_swap(s);
+	test_foldin(s, s2);
 	refresh_stop(&rf);   /* before live_destroy: its thread reads live state */
 	CHECK(!rf.started && refresh_get(&rf, K("e-79")) == NULL);
 	test_race(s);
