@@ -207,7 +207,8 @@ local function refresh_req()
 	REQ.recent_count = r.n_recent
 	REQ.cart_count = r.n_cart
 	REQ.purchased_count = r.n_purchased
-	local v = VARIANTS[r.variant]
+	local vi = r.variant
+	local v = vi ~= NO_ITEM and VARIANTS[vi] or nil
 	REQ.experiment = v and v.experiment or nil
 	REQ.variant = v and v.variant or nil
 	PARAMS = v and v.params or nil

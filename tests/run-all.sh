@@ -54,7 +54,7 @@ tsan="-Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug"
 # shellcheck disable=SC2086 # $tsan: one word per option, on purpose
 run_suite build-tsan $tsan -- --suite stress || status=1
 # shellcheck disable=SC2086
-run_suite build-tsan $tsan -- test_live test_trend test_metrics || status=1
+run_suite build-tsan $tsan -- test_live test_trend test_metrics test_exp_ledger || status=1
 
 echo "tests: $passed passed, $failed failed"
 exit $status

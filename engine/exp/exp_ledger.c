@@ -220,9 +220,12 @@ static void record(struct exp_ledger *l, const struct exp_impression *in)
 	/* Kept for attribution. */
 	uint64_t pos = l->imp_head;
 	uint32_t at = (uint32_t)(pos & (l->o.capacity - 1));
+	/* The shopper's previous list, looked up before the slot is
+	 * overwritten: until imp_head moves, the evicted list still counts as
+	 * live, and an index entry pointing at it would match this shopper. */
+	l->imp_prev[at] = in->user_key ? index_get(l, l->user_index, in->user_key, user_key_of) : 0;
 	l->imp[at] = *in;
 	l->imp_done[at] = 0;
-	l->imp_prev[at] = in->user_key ? index_get(l, l->user_index, in->user_key, user_key_of) : 0;
 	l->imp_head++;
 	if (in->request_key)
 		index_put(l, l->req_index, in->request_key, pos, req_key_of);
