@@ -349,11 +349,19 @@ static void impression_fill(struct exp_impression *imp, const struct snap *s, co
 	imp->placement_len = (uint8_t)pl;
 	memcpy(imp->placement, p->placement, pl);
 	imp->n = (uint8_t)MIN(res->n, EXP_IMP_ITEMS);
-	for (uint32_t i = 0; i < imp->n; i++) {
+	for (uint32_t i = 0; i < imp->n; i++)
 		imp->items[i] = res->items[i].item;
-		struct str id = snap_item_id(s, res->items[i].item);
+	/* The ids are hashed by the ledger thread, off the request path. */
+}
+
+/* Item keys here, where two lists from different models are compared. */
+static void impression_key(struct exp_impression *imp, const struct snap *s)
+{
+	for (uint32_t i = 0; i < imp->n; i++) {
+		struct str id = snap_item_id(s, imp->items[i]);
 		imp->item_keys[i] = XXH3_64bits(id.p, id.len);
 	}
+	imp->flags |= EXP_IMP_KEYED;
 }
 
 /* Shadow variants of the shopper's experiment: computed, compared with
@@ -379,6 +387,7 @@ static void run_shadows(struct api_worker *w, const struct rec_params *p, const 
 		pipe_recommend(w->pipe, w->lua, &rq, &res);
 		struct exp_impression *imp = &w->imp;
 		impression_fill(imp, s, &res, p, v->slot, 0, served->user_key, (now_ns() - t0) / 1000, EXP_IMP_SHADOW);
+		impression_key(imp, s);
 		uint32_t same = 0;
 		for (uint32_t a = 0; a < imp->n; a++)
 			for (uint32_t b = 0; b < served->n; b++)
@@ -535,6 +544,7 @@ static int api_recommend(struct api_worker *w, const struct rec_params *p, bool 
 		exp_ledger_impression(api_ledger, w->id, &w->imp);
 		if (variant && es->e[pick.experiment].n_shadow && !(pick.flags & EXP_PICK_HOLDOUT)) {
 			struct exp_impression served = w->imp;
+			impression_key(&served, s);
 			run_shadows(w, p, &rq, &es->e[pick.experiment], &served);
 		}
 	}

@@ -196,8 +196,38 @@ static void gauge_observe(struct exp_ledger *l, const struct exp_impression *imp
 
 /* ---------------------------------------------------------- impressions */
 
+/* The item keys of a list, hashed here rather than on the worker: from
+ * the snapshot it was served from (the main one or a model), found by
+ * generation. One replaced since has taken its ids along: keys 0 (the
+ * list is still counted; outcomes cannot match it by item). */
+static void key_items(struct exp_ledger *l, struct exp_impression *imp)
+{
+	ck_epoch_begin(&l->rec, NULL);
+	const struct snap *s = NULL;
+	for (uint32_t m = 0; m < srv_model_count(l->srv) && !s; m++) {
+		const struct snap *x = srv_model_snapshot(l->srv, (int)m);
+		if (x && x->generation == imp->snap_generation)
+			s = x;
+	}
+	for (uint32_t i = 0; i < imp->n; i++) {
+		imp->item_keys[i] = 0;
+		if (s && imp->items[i] < s->n_items) {
+			struct str id = snap_item_id(s, imp->items[i]);
+			imp->item_keys[i] = XXH3_64bits(id.p, id.len);
+		}
+	}
+	ck_epoch_end(&l->rec, NULL);
+	imp->flags |= EXP_IMP_KEYED;
+}
+
 static void record(struct exp_ledger *l, const struct exp_impression *in)
 {
+	struct exp_impression keyed;
+	if (!(in->flags & EXP_IMP_KEYED)) {
+		keyed = *in;
+		key_items(l, &keyed);
+		in = &keyed;
+	}
 	SADD(l, impressions, 1);
 	gauge_observe(l, in);
 	if (in->slot >= EXP_MAX_SLOTS)
@@ -236,7 +266,7 @@ static void record(struct exp_ledger *l, const struct exp_impression *in)
 static int position_of(const struct exp_impression *imp, uint64_t item_key)
 {
 	for (uint32_t i = 0; i < imp->n; i++)
-		if (imp->item_keys[i] == item_key)
+		if (imp->item_keys[i] == item_key && item_key)
 			return (int)i;
 	return -1;
 }

@@ -55,6 +55,7 @@ struct event;
 enum exp_imp_kind { EXP_IMP_SERVED = 0, EXP_IMP_SHADOW };
 #define EXP_IMP_FALLBACK 1u            /* a Lua hook failed: the C policy served */
 #define EXP_IMP_EMPTY 2u               /* nothing to show */
+#define EXP_IMP_KEYED 4u               /* item_keys are filled (else the ledger hashes the ids) */
 
 /* One list a worker served (or computed in shadow). */
 struct exp_impression {
@@ -69,8 +70,8 @@ struct exp_impression {
 	uint8_t overlap;           /* shadow: items also in the served list's first n */
 	uint8_t placement_len;
 	char placement[EXP_PLACEMENT_LEN];
-	uint32_t items[EXP_IMP_ITEMS];        /* snapshot indexes */
-	uint64_t item_keys[EXP_IMP_ITEMS];
+	uint32_t items[EXP_IMP_ITEMS];        /* indexes into the snapshot of snap_generation */
+	uint64_t item_keys[EXP_IMP_ITEMS];    /* XXH3 of the ids: by the ledger unless EXP_IMP_KEYED */
 };
 
 struct exp_outcome {
