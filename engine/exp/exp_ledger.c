@@ -68,6 +68,16 @@ void exp_ledger_outcome(struct exp_ledger *l, const struct event *ev)
 {
 	if (!l || !l->started)
 		return;
+	/* Forgetting a shopper (or consent withdrawn) reaches the ledger too:
+	 * the impressions it keeps lose their shopper. */
+	bool forget = (ev->flags & EVENT_HAS_USER) &&
+		      (ev->type == EVENT_FORGET_USER || (ev->flags & EVENT_NO_PERSONALIZE));
+	if (forget) {
+		struct exp_outcome f = { .user_key = ev->user_key, .ts_ms = ev->ts_ms, .type = EVENT_FORGET_USER };
+		if (!ck_ring_enqueue_spsc_exp_outcome(&l->out_ring, l->out_buf, &f))
+			ck_pr_store_64(&l->out_dropped, l->out_dropped + 1);
+		return;
+	}
 	if (ev->type != EVENT_CLICK && ev->type != EVENT_ADD_TO_CART && ev->type != EVENT_PURCHASE)
 		return;
 	if (!(ev->flags & EVENT_HAS_ITEM))
@@ -271,8 +281,29 @@ static int position_of(const struct exp_impression *imp, uint64_t item_key)
 	return -1;
 }
 
+/* Every kept impression of the shopper loses its shopper (and so can be
+ * matched by request_id only); their index entry goes. */
+static void forget(struct exp_ledger *l, uint64_t user_key)
+{
+	uint64_t h = mix(user_key);
+	for (uint32_t i = 0; i < PROBES; i++) {
+		uint64_t *e = &l->user_index[(h + i) & l->index_mask];
+		if (live_pos(l, *e) && user_key_of(l, *e - 1) == user_key)
+			*e = 0;
+	}
+	for (uint64_t p = l->imp_head > l->o.capacity ? l->imp_head - l->o.capacity : 0; p < l->imp_head; p++) {
+		struct exp_impression *imp = imp_at(l, p);
+		if (imp->user_key == user_key)
+			imp->user_key = 0;
+	}
+}
+
 static void attribute(struct exp_ledger *l, const struct exp_outcome *o)
 {
+	if (o->type == EVENT_FORGET_USER) {
+		forget(l, o->user_key);
+		return;
+	}
 	SADD(l, outcomes, 1);
 	uint64_t enc = 0;
 	int pos = -1;

@@ -51,7 +51,7 @@ static void apply_one(struct updater *u, const struct event *ev, const struct sn
 	/* Clicks, carts and purchases to the experiment ledger (attribution);
 	 * replayed ones were attributed by the process that served them. */
 	struct exp_ledger *lg = ck_pr_load_ptr(&u->ledger);
-	if (!replay && lg && !(ev->flags & EVENT_NO_PERSONALIZE))
+	if (!replay && lg)
 		exp_ledger_outcome(lg, ev);
 }
 

@@ -270,6 +270,25 @@ class Experiments(unittest.TestCase):
         self.assertLessEqual(abs(main["sample_size_per_variant"] - n), 1)
         self.assertEqual(div["samples_still_needed"], max(0, main["sample_size_per_variant"] - div["impressions"]))
 
+    def test_2b_forgotten_shoppers_leave_the_ledger(self):
+        u = self.data.user_ids[-1]
+        body = self.recs(u)
+        item = body["items"][1]["id"]
+        st, _, raw = self.admin.request("DELETE", "/v1/users/" + u)
+        self.assertEqual(st, 202, raw)
+        _, before = self.experiments()
+        # without request_id: nothing to match by shopper any more
+        self.events([{"type": "click", "user_id": u, "item_id": item}])
+        self.assertTrue(self.wait_for(lambda: self.experiments()[1]["ledger"]["unattributed"] ==
+                                      before["ledger"]["unattributed"] + 1))
+        # the request_id the client kept still names the list
+        self.events([{"type": "click", "user_id": u, "item_id": item, "request_id": body["request_id"]}])
+        v = body["variant"]
+        if v != "holdout":
+            clicks = before["experiments"]
+            was = next(x for e in clicks if e["name"] == "exp_main" for x in e["variants"] if x["name"] == v)["clicks"]
+            self.assertTrue(self.wait_for(lambda: self.experiments()[0]["exp_main"][v]["clicks"] == was + 1))
+
     def test_3_guardrail_switches_a_failing_variant_off(self):
         users = self.data.user_ids
         exploded = [u for u in users if expected_variant(
