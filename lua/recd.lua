@@ -185,6 +185,7 @@ Req.__index = Req
 Req.__metatable = false
 local VARIANTS = {}                       -- lua_req.variant -> { experiment, variant, params }
 local PARAMS                              -- the request variant's params, or nil
+local HOOKS                               -- the request variant's own hooks, or nil
 local REQ = setmetatable({}, Req)
 
 local function opt_str(p, len)
@@ -212,6 +213,7 @@ local function refresh_req()
 	REQ.experiment = v and v.experiment or nil
 	REQ.variant = v and v.variant or nil
 	PARAMS = v and v.params or nil
+	HOOKS = v and v.hooks or nil
 end
 
 local function list_get(arr, n, i, what)
@@ -578,6 +580,11 @@ host.check_budget = check_budget
 -- variant's params in recd.setting.
 function host.set_variants(list)
 	VARIANTS = list
+end
+
+-- The current request's variant hooks ({ route = fn, route_at = "file:line", ... }) or nil.
+function host.hooks()
+	return HOOKS
 end
 
 return recd, host

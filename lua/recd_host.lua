@@ -147,26 +147,10 @@ if settings_path then
 	recd.settings = settings
 end
 
--- experiments.lua: the engine validates it and assigns shoppers (C);
--- here only each variant's params are kept, by the index C puts in
--- lua_req.variant (variants in file order over all experiments).
-do
-	local exp_path, _, exps = load_plugin("experiments")
-	local list, n = {}, 0
-	if exp_path and type(exps) == "table" then
-		local xs = type(exps.experiments) == "table" and exps.experiments or exps
-		for _, x in ipairs(xs) do
-			for _, v in ipairs(type(x) == "table" and type(x.variants) == "table" and x.variants or {}) do
-				list[n] = { experiment = x.name, variant = type(v) == "table" and v.name or nil,
-					params = type(v) == "table" and type(v.params) == "table" and v.params or nil }
-				n = n + 1
-			end
-		end
-	end
-	host.set_variants(list)
-end
-local function load_hook(name)
-	local path, env, ret = load_plugin(name)
+-- A hook from `file`.lua (default: the hook's own name): the function the
+-- file returns, or the global it defines under the hook's name.
+local function load_hook(name, file)
+	local path, env, ret = load_plugin(file or name)
 	if not path then return nil end
 	local fn = type(ret) == "function" and ret or env[name]
 	if type(fn) ~= "function" then
@@ -174,6 +158,42 @@ local function load_hook(name)
 	end
 	local info = debug.getinfo(fn, "S")
 	return fn, info.short_src .. ":" .. info.linedefined
+end
+
+-- experiments.lua: the engine validates it and assigns shoppers (C);
+-- here each variant's params and its own hooks (`hooks = { rerank =
+-- "rerank_b" }`: rerank_b.lua replaces rerank.lua for its shoppers) are
+-- kept, by the index C puts in lua_req.variant (variants in file order
+-- over all experiments).
+do
+	local exp_path, _, exps = load_plugin("experiments")
+	local list, n = {}, 0
+	if exp_path and type(exps) == "table" then
+		local xs = type(exps.experiments) == "table" and exps.experiments or exps
+		for _, x in ipairs(xs) do
+			for _, v in ipairs(type(x) == "table" and type(x.variants) == "table" and x.variants or {}) do
+				local entry = { experiment = x.name, variant = type(v) == "table" and v.name or nil,
+					params = type(v) == "table" and type(v.params) == "table" and v.params or nil }
+				if type(v) == "table" and type(v.hooks) == "table" then
+					entry.hooks = {}
+					for _, hook in ipairs({ "route", "rules", "rerank" }) do
+						local file = v.hooks[hook]
+						if type(file) == "string" then
+							local fn, at = load_hook(hook, file)
+							if not fn then
+								error(exp_path .. ": variant '" .. tostring(v.name) .. "': no " .. file ..
+									".lua for its " .. hook .. " hook", 0)
+							end
+							entry.hooks[hook], entry.hooks[hook .. "_at"] = fn, at
+						end
+					end
+				end
+				list[n] = entry
+				n = n + 1
+			end
+		end
+	end
+	host.set_variants(list)
 end
 
 local route_fn, route_at = load_hook("route")
@@ -193,24 +213,28 @@ end
 
 local function route_dispatch()
 	host.begin()
-	local a, b, c = route_fn(REQ)
+	-- The shopper's experiment variant may bring its own hook.
+	local vh = host.hooks()
+	local fn, at = route_fn, route_at
+	if vh and vh.route then fn, at = vh.route, vh.route_at end
+	local a, b, c = fn(REQ)
 	local policy, tier, sources
 	if type(a) == "table" then
 		policy, tier, sources = a.policy, a.tier, a.sources
 	elseif type(a) == "string" then
 		policy, sources, tier = a, b, c
 	else
-		return garbage(route_at, "route returned a " .. type(a) ..
+		return garbage(at, "route returned a " .. type(a) ..
 			" (expected { policy = ..., sources = { { \"popular\", 50 }, ... } })")
 	end
 	if type(policy) ~= "string" or #policy == 0 or #policy >= 48 then
-		return garbage(route_at, "route: policy must be a name of 1..47 characters")
+		return garbage(at, "route: policy must be a name of 1..47 characters")
 	end
 	if tier == nil then tier = recd.tier(REQ) end
 	local t = TIER[tier]
-	if t == nil then return garbage(route_at, "route: unknown tier " .. tostring(tier)) end
+	if t == nil then return garbage(at, "route: unknown tier " .. tostring(tier)) end
 	if type(sources) ~= "table" or #sources == 0 or #sources > MAX_SOURCES then
-		return garbage(route_at, "route: sources must be a list of 1.." .. MAX_SOURCES ..
+		return garbage(at, "route: sources must be a list of 1.." .. MAX_SOURCES ..
 			" { name, count [, weight] } entries")
 	end
 	local out = CTX.route
@@ -221,13 +245,13 @@ local function route_dispatch()
 		if w == nil then w = 1 end
 		local code = SOURCE[name]
 		if code == nil or code == 0 then
-			return garbage(route_at, "route: unknown source " .. tostring(name))
+			return garbage(at, "route: unknown source " .. tostring(name))
 		end
 		if type(n) ~= "number" or not (n >= 1 and n <= MAX_N) then
-			return garbage(route_at, "route: count for " .. name .. " must be 1.." .. MAX_N)
+			return garbage(at, "route: count for " .. name .. " must be 1.." .. MAX_N)
 		end
 		if type(w) ~= "number" or not (w > 0 and w <= 1) then
-			return garbage(route_at, "route: weight for " .. name .. " must be in (0, 1]")
+			return garbage(at, "route: weight for " .. name .. " must be in (0, 1]")
 		end
 		out.sources[i - 1].source = code
 		out.sources[i - 1].n = n
@@ -242,9 +266,12 @@ end
 local function rank_dispatch(fn, at, name)
 	return function()
 		host.begin()
-		local r = fn(REQ, CANDS)
+		local vh = host.hooks()
+		local f, where = fn, at
+		if vh and vh[name] then f, where = vh[name], vh[name .. "_at"] end
+		local r = f(REQ, CANDS)
 		if r == nil or r == CANDS or r == true then return 0 end
-		return garbage(at, name .. " returned a " .. type(r) ..
+		return garbage(where, name .. " returned a " .. type(r) ..
 			" (return nothing, or the candidate list)")
 	end
 end

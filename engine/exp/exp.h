@@ -39,6 +39,7 @@
 #define EXP_SALT_LEN 64u
 #define EXP_MAX_SLOTS 256u             /* (experiment, variant) pairs ever seen by this process */
 #define EXP_NO_SLOT UINT32_MAX
+#define LUA_HOOK_SLOTS 3u              /* route, rules, rerank (lua_host.h's enum lua_hook) */
 
 /* One (experiment, variant) for the life of the process (or "holdout"). */
 struct exp_slot {
@@ -68,6 +69,7 @@ struct exp_variant {
 	uint32_t lua_index;         /* lua_req.variant: position over all variants of the set */
 	bool shadow;                /* computed and compared, never served */
 	bool has_params;            /* `params` override settings for its shoppers (Lua side) */
+	char hooks[LUA_HOOK_SLOTS][EXP_NAME_LEN];   /* route, rules, rerank: its own hook file ("" = the set's) */
 	uint32_t n_sources;
 	struct exp_source_weight sources[LUA_ROUTE_MAX_SOURCES];
 };

@@ -2,11 +2,13 @@
 #include "exp/exp_lua.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -18,6 +20,7 @@ extern const char *const lua_source_names[];
 
 struct loader {
 	lua_State *L;
+	const char *dir;              /* where the set's files are (staged) */
 	const char *file;             /* as shown in messages */
 	char *err;
 	size_t errlen;
@@ -142,6 +145,51 @@ static int load_sources(struct loader *ld, struct exp_variant *v)
 	return rc;
 }
 
+static bool file_in_set(const struct loader *ld, const char *name)
+{
+	char path[PATH_MAX + 64];
+	snprintf(path, sizeof(path), "%s/%s.lua", ld->dir, name);
+	return access(path, R_OK) == 0;
+}
+
+/* variant.hooks = { rerank = "rerank_b" }: rerank_b.lua in the set stands
+ * in for rerank.lua for the variant's shoppers (only a hook the set has). */
+static int load_hooks(struct loader *ld, struct exp_variant *v)
+{
+	static const char *const names[LUA_HOOK_SLOTS] = { "route", "rules", "rerank" };
+	int t = field(ld, "hooks");
+	int rc = 0;
+	if (t == LUA_TTABLE) {
+		lua_pushnil(ld->L);
+		while (!rc && lua_next(ld->L, -2)) {
+			const char *hook = lua_type(ld->L, -2) == LUA_TSTRING ? lua_tostring(ld->L, -2) : "?";
+			size_t n = 0;
+			const char *file = lua_type(ld->L, -1) == LUA_TSTRING ? lua_tolstring(ld->L, -1, &n) : NULL;
+			int h = -1;
+			for (int i = 0; i < (int)LUA_HOOK_SLOTS; i++)
+				if (!strcmp(hook, names[i]))
+					h = i;
+			if (h < 0)
+				rc = fail(ld, "hooks: unknown hook '%s' (route, rules, rerank)", hook);
+			else if (!file || !valid_name(file, n) || strchr(file, '.'))
+				rc = fail(ld, "hooks.%s must name a file of the set without .lua, e.g. \"%s_b\"", hook, hook);
+			else if (!file_in_set(ld, names[h]))
+				rc = fail(ld, "hooks.%s: the set has no %s.lua for it to replace", hook, names[h]);
+			else if (!file_in_set(ld, file))
+				rc = fail(ld, "hooks.%s: no %s.lua in the plugins directory", hook, file);
+			else
+				memcpy(v->hooks[h], file, n + 1);
+			lua_pop(ld->L, 1);
+		}
+		if (rc)
+			lua_pop(ld->L, 1);   /* the key lua_next left */
+	} else if (t != LUA_TNIL) {
+		rc = fail(ld, "hooks must be a table { rerank = \"rerank_b\", ... }");
+	}
+	lua_pop(ld->L, 1);
+	return rc;
+}
+
 static int load_variant(struct loader *ld, struct exp_experiment *e, struct exp_variant *v, int index)
 {
 	if (lua_type(ld->L, -1) != LUA_TTABLE)
@@ -187,6 +235,8 @@ static int load_variant(struct loader *ld, struct exp_experiment *e, struct exp_
 	}
 	if (!rc)
 		rc = load_sources(ld, v);
+	if (!rc)
+		rc = load_hooks(ld, v);
 	if (!rc) {
 		v->slot = exp_slot_get(e->name, v->name);
 		if (v->slot == EXP_NO_SLOT)
@@ -404,7 +454,7 @@ int exp_lua_load(const char *dir, const char *display_dir, exp_model_lookup mode
 		free(set);
 		return -EINVAL;
 	}
-	struct loader ld = { .file = shown, .err = err, .errlen = errlen, .models = models, .models_ctx = models_ctx };
+	struct loader ld = { .dir = dir, .file = shown, .err = err, .errlen = errlen, .models = models, .models_ctx = models_ctx };
 	err[0] = 0;
 	lua_State *L = luaL_newstate();
 	if (!L) {

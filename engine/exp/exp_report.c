@@ -82,6 +82,17 @@ static void put_variant(struct buf *b, const struct exp_ledger *l, const struct 
 			buf_putc(b, ',');
 			key_str(b, "model", v->model);
 		}
+		static const char *const hook_names[LUA_HOOK_SLOTS] = { "route", "rules", "rerank" };
+		bool any = false;
+		for (uint32_t h = 0; h < LUA_HOOK_SLOTS; h++) {
+			if (!v->hooks[h][0])
+				continue;
+			buf_puts(b, any ? "," : ",\"hooks\":{");
+			key_str(b, hook_names[h], v->hooks[h]);
+			any = true;
+		}
+		if (any)
+			buf_putc(b, '}');
 		buf_printf(b, ",\"shadow\":%s", v->shadow ? "true" : "false");
 		bool off = ck_pr_load_32(&exp_slots[slot].disabled) != 0;
 		buf_printf(b, ",\"disabled\":%s", off ? "true" : "false");

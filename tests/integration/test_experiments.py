@@ -49,6 +49,11 @@ return {
 		{ name = "diverse", weight = 20, params = { rerank = { max_per_category = 1 } } },
 		{ name = "shadow_pop", shadow = true, sources = { personalized = 0, session = 0, popular = 1 } },
 	  } },
+	{ name = "exp_hooks", placements = { "hooks" },
+	  variants = {
+		{ name = "control", weight = 50 },
+		{ name = "own_rerank", weight = 50, hooks = { rerank = "rerank_b" } },
+	  } },
 	{ name = "exp_guard", placements = { "guard" },
 	  guardrails = { fallback_rate = 0.2, min_requests = 20 },
 	  variants = {
@@ -108,6 +113,10 @@ class Experiments(unittest.TestCase):
                 shutil.copy(os.path.join(SRC, "plugins", f), cls.plugins)
         with open(os.path.join(cls.plugins, "experiments.lua"), "w") as f:
             f.write(EXPERIMENTS)
+        # A variant's own hook file: every item explained as "on_sale".
+        with open(os.path.join(cls.plugins, "rerank_b.lua"), "w") as f:
+            f.write("function rerank(req, cands)\n\tcands:sort()\n\tcands:top(req.n)\n"
+                    "\tfor i = 1, cands:count() do cands:explain(i, \"on_sale\") end\nend\n")
         with open(os.path.join(cls.plugins, "rerank.lua")) as f:
             rerank = f.read()
         # The `explode` variant's params make the hook fail: its lists fall back.
@@ -269,6 +278,23 @@ class Experiments(unittest.TestCase):
         main = next(e for e in json.loads(raw)["experiments"] if e["name"] == "exp_main")
         self.assertLessEqual(abs(main["sample_size_per_variant"] - n), 1)
         self.assertEqual(div["samples_still_needed"], max(0, main["sample_size_per_variant"] - div["impressions"]))
+
+    def test_1b_a_variant_brings_its_own_hook(self):
+        exp = {"name": "exp_hooks", "variants": [{"name": "control", "weight": 50}, {"name": "own_rerank", "weight": 50}]}
+        seen = set()
+        for u in self.data.user_ids[:60]:
+            body = self.recs(u, placement="hooks")
+            want = expected_variant(exp, u)
+            self.assertEqual(body["variant"], want)
+            reasons = {i["reason"].split(":")[0] for i in body["items"]}
+            if want == "own_rerank":
+                self.assertEqual(reasons, {"on_sale"}, body)
+            else:
+                self.assertNotIn("on_sale", reasons, body)
+            seen.add(want)
+        self.assertEqual(seen, {"control", "own_rerank"})
+        v = self.experiments()[0]["exp_hooks"]["own_rerank"]
+        self.assertEqual(v["hooks"], {"rerank": "rerank_b"})
 
     def test_2b_forgotten_shoppers_leave_the_ledger(self):
         u = self.data.user_ids[-1]

@@ -260,6 +260,26 @@ static void test_loader(void)
 	refused("return { { name = 'x', allocation = 'greedy', variants = { { name = 'a' }, { name = 'b' } } } }",
 		"allocation must be");
 	refused("return { { name = 'bad name!', variants = { { name = 'a' }, { name = 'b' } } } }", "name must be");
+	refused("return { { name = 'x', variants = { { name = 'a' }, { name = 'b', hooks = { score = 'x' } } } } }",
+		"unknown hook 'score'");
+	refused("return { { name = 'x', variants = { { name = 'a' }, { name = 'b', hooks = { rerank = 'nope' } } } } }",
+		"the set has no rerank.lua");   /* the test dir has no rerank.lua at all */
+	/* With the set's rerank.lua and a variant's rerank_b.lua present. */
+	char f1[256], f2[256];
+	snprintf(f1, sizeof(f1), "%s/rerank.lua", dir);
+	snprintf(f2, sizeof(f2), "%s/rerank_b.lua", dir);
+	fclose(fopen(f1, "w"));
+	fclose(fopen(f2, "w"));
+	s = load("return { { name = 'h', variants = { { name = 'a' }, { name = 'b', hooks = { rerank = 'rerank_b' } } } } }",
+		 err, sizeof(err));
+	CHECK(s && !strcmp(s->e[0].v[1].hooks[2], "rerank_b") && !s->e[0].v[1].hooks[0][0] && !s->e[0].v[0].hooks[2][0]);
+	free(s);
+	refused("return { { name = 'x', variants = { { name = 'a' }, { name = 'b', hooks = { rerank = 'rerank_c' } } } } }",
+		"no rerank_c.lua in the plugins directory");
+	refused("return { { name = 'x', variants = { { name = 'a' }, { name = 'b', hooks = { rerank = '../x' } } } } }",
+		"hooks.rerank must name a file");
+	unlink(f1);
+	unlink(f2);
 	refused("while true do end", "runs too long");
 	refused("return {", "plugins/experiments.lua:1:");
 	refused("os.exit(1)", "attempt to index");   /* no os in a data file */
