@@ -42,13 +42,19 @@ def main():
                 run = json.load(f)
             res = run["results"]
             errs = sum(res["errors"].values())
-            if res["ok"] <= 0:
+            # a one-second burst at 4x the knee may see no answer complete within
+            # it (a sanitizer build is slower than the knee it measured); that
+            # the server recovers is what the "after" phase checks
+            if res["ok"] <= 0 and not run["label"].startswith("overload-during"):
                 failures.append("%s: no successful answer" % path)
             # overload may time requests out by design; everything else must be clean
             if errs and not run["label"].startswith("overload-during"):
                 failures.append("%s: %d transport errors %s" % (path, errs, res["errors"]))
             if run["server"] == "recd" and res["non2xx"]["5xx"]:
                 failures.append("%s: recd answered 5xx" % path)
+        ov = sc.get("overload", {})
+        if "failed" not in ov and "after" in ov and not ov["after"].get("goodput_rps"):
+            failures.append("overload: no answer after the burst (did not recover): %s" % ov["after"])
         if "swap" in sc and "failed" not in sc["swap"]:
             if not sc["swap"]["swaps"] or (sc["swap"]["generation_after"] or 0) < 2:
                 failures.append("swap: the snapshot was not swapped: %s" % sc["swap"])
