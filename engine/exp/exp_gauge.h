@@ -46,6 +46,7 @@
 #define EXP_GAUGE_WINDOW_S_DEFAULT 600u
 #define EXP_GAUGE_SLICE_S_DEFAULT 60u
 #define EXP_GAUGE_DIV_ITEMS 20u          /* items of a list the diversity gauges look at */
+#define EXP_GAUGE_DIST_EVERY 4u          /* pairwise distance: one list in this many per slice */
 #define EXP_GAUGE_HLL_P 12u
 #define EXP_GAUGE_HLL_M (1u << EXP_GAUGE_HLL_P)
 

@@ -296,11 +296,15 @@ static void test_diversity(const struct snap *s)
 	exp_gauge_read(&g, 1, s, T0, &v);
 	CHECK(v.mean_categories_per_list == 4.0);
 	CHECK(near(v.mean_pairwise_distance, 0.0, 1e-6));
-	/* Means over lists: both in one cell. */
+	/* Means over lists, in one cell: categories over every list, distance
+	 * over one list in EXP_GAUGE_DIST_EVERY (the 1st and the 5th here). */
+	_Static_assert(EXP_GAUGE_DIST_EVERY == 4, "the lists below assume 4");
 	exp_gauge_observe(&g, 2, s, one_cat, 4, 0, T0);
+	for (int k = 0; k < 3; k++)
+		exp_gauge_observe(&g, 2, s, one_cat, 4, 0, T0);   /* not sampled for distance */
 	exp_gauge_observe(&g, 2, s, same, 4, 0, T0);
 	exp_gauge_read(&g, 2, s, T0, &v);
-	CHECK(near(v.mean_categories_per_list, 2.5, 1e-9));
+	CHECK(near(v.mean_categories_per_list, (4 * 1.0 + 4.0) / 5, 1e-9));
 	CHECK(near(v.mean_pairwise_distance, 0.5, 1e-6));
 	/* A one-item list counts for categories, not for distance; an empty
 	 * (or all-invalid) one for neither. */
@@ -309,8 +313,8 @@ static void test_diversity(const struct snap *s)
 	exp_gauge_observe(&g, 2, s, &invalid, 1, 0, T0);
 	exp_gauge_observe(&g, 2, s, NULL, 0, 0, T0);
 	exp_gauge_read(&g, 2, s, T0, &v);
-	CHECK(v.lists == 5);
-	CHECK(near(v.mean_categories_per_list, 6.0 / 3, 1e-9));
+	CHECK(v.lists == 8);
+	CHECK(near(v.mean_categories_per_list, (4 * 1.0 + 4.0 + 1.0) / 6, 1e-9));
 	CHECK(near(v.mean_pairwise_distance, 0.5, 1e-6));
 	/* Only the first 20 items: twenty of category 0, then nine others. */
 	uint32_t longl[29];
@@ -328,11 +332,12 @@ static void test_diversity(const struct snap *s)
 		uint32_t list[12];
 		for (int k = 0; k < 12; k++)
 			list[k] = 68 + (uint32_t)(xrand() % (N_ITEMS - 68));
-		ref += ref_pair_distance(list, 12);
+		if (l % EXP_GAUGE_DIST_EVERY == 0)   /* the lists the gauge samples */
+			ref += ref_pair_distance(list, 12);
 		exp_gauge_observe(&g, 4, s, list, 12, 0, T0);
 	}
 	exp_gauge_read(&g, 4, s, T0, &v);
-	CHECK(near(v.mean_pairwise_distance, ref / 50, 1e-4));
+	CHECK(near(v.mean_pairwise_distance, ref / ((50 + EXP_GAUGE_DIST_EVERY - 1) / EXP_GAUGE_DIST_EVERY), 1e-4));
 	CHECK(v.mean_pairwise_distance > 0.5 && v.mean_pairwise_distance < 1.5);
 	exp_gauge_free(&g);
 }
