@@ -501,7 +501,9 @@ static void tick(struct exp_ledger *l, uint64_t now)
 static void *ledger_main(void *arg)
 {
 	struct exp_ledger *l = arg;
-	int pr = thread_background(10);   /* bookkeeping: workers go first */
+	/* Bookkeeping: workers go first, and the refresh thread (nice 10),
+	 * whose lists shoppers wait for, before it. */
+	int pr = thread_background(15);
 	if (pr)
 		log_debug("ledger_priority_kept", "err=\"%s\"", strerror(-pr));
 	struct exp_impression imp;
