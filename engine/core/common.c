@@ -86,3 +86,21 @@ int dir_list_numbers(int dir_fd, bool (*parse)(const char *name, uint64_t *num, 
 	*n_out = n;
 	return 0;
 }
+
+int fd_write_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *c = p;
+	while (n) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (w == 0)
+			return -EIO;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}

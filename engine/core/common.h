@@ -41,6 +41,10 @@ uint64_t now_ns(void);
  * (the thread then runs as it was). */
 int thread_background(int nice_inc);
 
+/* Write all n bytes (retrying short writes and EINTR). 0 or -errno
+ * (-EIO when write returns 0). */
+int fd_write_all(int fd, const void *p, size_t n);
+
 /* qsort comparator of uint64_t, ascending. */
 int cmp_u64(const void *a, const void *b);
 

@@ -229,23 +229,6 @@ static int rotate(struct evlog *l)
 	return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (w == 0)
-			return -EIO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int evlog_write(struct evlog *l)
 {
 	if (l->broken)
@@ -259,7 +242,7 @@ int evlog_write(struct evlog *l)
 			goto fail;
 	}
 	uint64_t size = l->seg_bytes, records = l->seg_records;
-	r = write_all(l->fd, l->buf + l->written, l->len - l->written);
+	r = fd_write_all(l->fd, l->buf + l->written, l->len - l->written);
 	if (r) {
 		/* no torn record may stay in front of the next append */
 		put_back(l, size, records);

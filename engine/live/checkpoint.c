@@ -114,31 +114,13 @@ struct wr {
 	int err;
 };
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *c = p;
-	while (n) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (w == 0)
-			return -EIO;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void wr_flush(struct wr *w)
 {
 	if (!w->len || w->err)
 		return;
 	struct ckpt_blk b = { w->kind, (uint32_t)w->len, XXH3_64bits(w->buf + sizeof(b), w->len) };
 	memcpy(w->buf, &b, sizeof(b));
-	w->err = write_all(w->fd, w->buf, sizeof(b) + w->len);
+	w->err = fd_write_all(w->fd, w->buf, sizeof(b) + w->len);
 	w->bytes += sizeof(b) + w->len;
 	w->len = 0;
 	/* A checkpoint is tens of milliseconds of CPU per 100k users: between
@@ -242,7 +224,7 @@ int ckpt_write(int dir_fd, uint64_t position, struct live *lv, const struct upd_
 	for (uint32_t i = 0; i < src_cap; i++)
 		h.sources += src[i].stream_key != 0;
 	h.sum = XXH3_64bits(&h, offsetof(struct ckpt_hdr, sum));
-	w.err = write_all(w.fd, &h, sizeof(h));
+	w.err = fd_write_all(w.fd, &h, sizeof(h));
 	w.bytes = sizeof(h);
 
 	uint64_t nu = 0, ni = 0, ns = 0;
