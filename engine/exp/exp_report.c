@@ -11,38 +11,52 @@
 #include "lua/lua_host.h"
 #include "metrics/metrics.h"
 
-static void key_str(struct buf *b, const char *k, const char *v)
+/* `"k":` for the next member of the object being written: the comma
+ * comes by itself unless the member is the object's first. */
+static void key(struct buf *b, const char *k)
 {
+	if (b->len && b->data[b->len - 1] != '{' && b->data[b->len - 1] != '[')
+		buf_putc(b, ',');
 	buf_putc(b, '"');
 	buf_puts(b, k);
 	buf_puts_lit(b, "\":");
+}
+
+static void key_str(struct buf *b, const char *k, const char *v)
+{
+	key(b, k);
 	buf_put_json_str(b, v, strlen(v));
 }
 
 static void key_u64(struct buf *b, const char *k, uint64_t v)
 {
-	buf_printf(b, "\"%s\":", k);
+	key(b, k);
 	buf_put_u64(b, v);
 }
 
 static void key_dbl(struct buf *b, const char *k, double v)
 {
-	buf_printf(b, "\"%s\":", k);
+	key(b, k);
 	if (isfinite(v))
 		buf_put_double(b, v);
 	else
 		buf_puts_lit(b, "null");
 }
 
+static void key_bool(struct buf *b, const char *k, bool v)
+{
+	key(b, k);
+	buf_puts(b, v ? "true" : "false");
+}
+
 /* {"value":..,"lo":..,"hi":..} of successes / trials. */
 static void proportion(struct buf *b, const char *k, uint64_t s, uint64_t n)
 {
 	struct exp_interval ci = exp_wilson_interval(s, n, 0.95);
-	buf_printf(b, "\"%s\":{", k);
+	key(b, k);
+	buf_putc(b, '{');
 	key_dbl(b, "value", n ? (double)s / (double)n : 0);
-	buf_putc(b, ',');
 	key_dbl(b, "lo", ci.lo);
-	buf_putc(b, ',');
 	key_dbl(b, "hi", ci.hi);
 	buf_putc(b, '}');
 }
@@ -50,14 +64,14 @@ static void proportion(struct buf *b, const char *k, uint64_t s, uint64_t n)
 static void vs_control(struct buf *b, const char *k, uint64_t cs, uint64_t cn, uint64_t vs, uint64_t vn, double alpha)
 {
 	struct exp_ztest z = exp_two_proportion_ztest(cs, cn, vs, vn);
-	buf_printf(b, "\"%s\":{", k);
+	key(b, k);
+	buf_putc(b, '{');
 	key_dbl(b, "diff", z.diff);
-	buf_putc(b, ',');
 	key_dbl(b, "z", z.z);
-	buf_putc(b, ',');
 	key_dbl(b, "p_value", z.p_value);
-	buf_printf(b, ",\"significant\":%s,\"valid\":%s}", z.valid && z.p_value < alpha ? "true" : "false",
-		   z.valid ? "true" : "false");
+	key_bool(b, "significant", z.valid && z.p_value < alpha);
+	key_bool(b, "valid", z.valid);
+	buf_putc(b, '}');
 }
 
 /* Everything about one served variant (or the holdout). */
@@ -70,16 +84,13 @@ static void put_variant(struct buf *b, const struct exp_ledger *l, const struct 
 	buf_putc(b, '{');
 	key_str(b, "name", name);
 	if (v) {
-		buf_putc(b, ',');
 		key_u64(b, "weight", v->weight / 100);
 		if (v->weight % 100)
 			buf_printf(b, ".%02u", v->weight % 100);
 		if (e->thompson && !v->shadow) {
-			buf_putc(b, ',');
 			key_dbl(b, "allocation", (double)ck_pr_load_32(&exp_slots[slot].alloc_bp) / EXP_BUCKETS);
 		}
 		if (v->model[0]) {
-			buf_putc(b, ',');
 			key_str(b, "model", v->model);
 		}
 		static const char *const hook_names[LUA_HOOK_SLOTS] = { "route", "rules", "rerank" };
@@ -87,79 +98,59 @@ static void put_variant(struct buf *b, const struct exp_ledger *l, const struct 
 		for (uint32_t h = 0; h < LUA_HOOK_SLOTS; h++) {
 			if (!v->hooks[h][0])
 				continue;
-			buf_puts(b, any ? "," : ",\"hooks\":{");
+			if (!any) {
+				key(b, "hooks");
+				buf_putc(b, '{');
+			}
 			key_str(b, hook_names[h], v->hooks[h]);
 			any = true;
 		}
 		if (any)
 			buf_putc(b, '}');
-		buf_printf(b, ",\"shadow\":%s", v->shadow ? "true" : "false");
+		key_bool(b, "shadow", v->shadow);
 		bool off = ck_pr_load_32(&exp_slots[slot].disabled) != 0;
-		buf_printf(b, ",\"disabled\":%s", off ? "true" : "false");
+		key_bool(b, "disabled", off);
 		if (off) {
-			buf_putc(b, ',');
 			key_str(b, "disabled_reason", c.disabled_reason);
 		}
 	} else {
-		buf_puts_lit(b, ",\"holdout\":true");
+		key_bool(b, "holdout", true);
 	}
 	if (v && v->shadow) {
-		buf_putc(b, ',');
 		key_u64(b, "shadow_lists", c.shadow_lists);
-		buf_putc(b, ',');
 		key_dbl(b, "mean_overlap", c.shadow_items ? (double)c.shadow_overlap / (double)c.shadow_items : 0);
-		buf_putc(b, ',');
 		key_dbl(b, "mean_took_us", c.shadow_lists ? (double)c.shadow_took_us / (double)c.shadow_lists : 0);
 		buf_putc(b, '}');
 		return;
 	}
-	buf_putc(b, ',');
 	key_u64(b, "impressions", c.lists);
-	buf_putc(b, ',');
 	key_u64(b, "items_shown", c.items);
-	buf_putc(b, ',');
 	key_u64(b, "clicks", c.clicks);
-	buf_putc(b, ',');
 	key_u64(b, "add_to_carts", c.add_to_carts);
-	buf_putc(b, ',');
 	key_u64(b, "purchases", c.purchases);
-	buf_putc(b, ',');
 	key_dbl(b, "revenue", c.revenue);
-	buf_putc(b, ',');
 	key_u64(b, "clicked_lists", c.clicked_lists);
-	buf_putc(b, ',');
 	key_u64(b, "converted_lists", c.converted_lists);
-	buf_putc(b, ',');
 	key_u64(b, "attributed_by_request_id", c.by_request);
-	buf_putc(b, ',');
 	key_u64(b, "attributed_by_window", c.by_window);
-	buf_putc(b, ',');
 	proportion(b, "ctr", c.clicked_lists, c.lists);
-	buf_putc(b, ',');
 	proportion(b, "conversion", c.converted_lists, c.lists);
-	buf_putc(b, ',');
 	proportion(b, "add_to_cart_rate", c.carted_lists, c.lists);
-	buf_putc(b, ',');
 	key_dbl(b, "error_rate", c.lists ? (double)c.errors / (double)c.lists : 0);
-	buf_putc(b, ',');
 	key_dbl(b, "fallback_rate", c.lists ? (double)c.fallbacks / (double)c.lists : 0);
-	buf_putc(b, ',');
 	key_u64(b, "p50_us", exp_ledger_latency_quantile(l, slot, 0.5));
-	buf_putc(b, ',');
 	key_u64(b, "p99_us", exp_ledger_latency_quantile(l, slot, 0.99));
-	buf_puts_lit(b, ",\"clicks_by_position\":[");
+	key(b, "clicks_by_position");
+	buf_putc(b, '[');
 	for (uint32_t i = 0; i < EXP_POSITIONS; i++)
 		buf_printf(b, "%s%llu", i ? "," : "", (unsigned long long)c.clicks_at[i]);
 	buf_putc(b, ']');
 	if (ctl) {
-		buf_putc(b, ',');
 		vs_control(b, "ctr_vs_control", ctl->clicked_lists, ctl->lists, c.clicked_lists, c.lists, e->alpha);
-		buf_putc(b, ',');
 		vs_control(b, "conversion_vs_control", ctl->converted_lists, ctl->lists, c.converted_lists, c.lists,
 			   e->alpha);
 	}
 	if (needed) {
-		buf_putc(b, ',');
 		key_u64(b, "samples_still_needed", exp_samples_still_needed(needed, c.lists));
 	}
 	buf_putc(b, '}');
@@ -180,37 +171,29 @@ void exp_report_json(const struct exp_ledger *l, struct buf *b)
 			buf_putc(b, ',');
 		buf_putc(b, '{');
 		key_str(b, "name", e->name);
-		buf_putc(b, ',');
 		key_str(b, "salt", e->salt);
-		buf_putc(b, ',');
 		key_dbl(b, "exposure", e->exposure);
-		buf_putc(b, ',');
 		key_dbl(b, "holdout", (double)e->holdout_bp / EXP_BUCKETS);
-		buf_putc(b, ',');
 		key_str(b, "allocation", e->thompson ? "thompson" : "fixed");
-		buf_putc(b, ',');
 		key_str(b, "control", e->v[e->control].name);
-		buf_puts_lit(b, ",\"placements\":[");
+		key(b, "placements");
+		buf_putc(b, '[');
 		for (uint32_t p = 0; p < e->n_placements; p++) {
 			if (p)
 				buf_putc(b, ',');
 			buf_put_json_str(b, e->placements[p], strlen(e->placements[p]));
 		}
-		buf_puts_lit(b, "],");
+		buf_putc(b, ']');
 		key_dbl(b, "min_detectable_effect", e->min_detectable_effect);
-		buf_putc(b, ',');
 		key_dbl(b, "alpha", e->alpha);
-		buf_putc(b, ',');
 		key_dbl(b, "power", e->power);
-		buf_putc(b, ',');
 		key_dbl(b, "baseline_ctr", base);
-		buf_putc(b, ',');
 		key_u64(b, "sample_size_per_variant", needed);
-		buf_puts_lit(b, ",\"variants\":[");
-		uint32_t k = 0;
+		key(b, "variants");
+		buf_putc(b, '[');
 		for (uint32_t i = 0; i < e->n_variants; i++) {
 			const struct exp_variant *v = &e->v[i];
-			if (k++)
+			if (i)
 				buf_putc(b, ',');
 			put_variant(b, l, e, v, v->slot, v->name, i == e->control || v->shadow ? NULL : &ctl,
 				    v->shadow ? 0 : needed);
@@ -225,15 +208,10 @@ void exp_report_json(const struct exp_ledger *l, struct buf *b)
 	exp_ledger_stats_read(l, &st);
 	buf_puts_lit(b, "],\"ledger\":{");
 	key_u64(b, "impressions", st.impressions);
-	buf_putc(b, ',');
 	key_u64(b, "impressions_dropped", st.dropped);
-	buf_putc(b, ',');
 	key_u64(b, "outcomes", st.outcomes);
-	buf_putc(b, ',');
 	key_u64(b, "outcomes_dropped", st.outcomes_dropped);
-	buf_putc(b, ',');
 	key_u64(b, "unattributed", st.unattributed);
-	buf_putc(b, ',');
 	key_u64(b, "attribution_window_s", l->o.window_s);
 	buf_puts_lit(b, "}}\n");
 }
@@ -281,28 +259,19 @@ void exp_report_quality_json(struct exp_ledger *l, struct buf *b)
 		buf_putc(b, '{');
 		key_str(b, "placement", cn.placement);
 		if (cn.experiment[0]) {
-			buf_putc(b, ',');
 			key_str(b, "experiment", cn.experiment);
 		}
-		buf_putc(b, ',');
 		key_str(b, "variant", cn.variant);
-		buf_putc(b, ',');
 		key_u64(b, "lists", v->lists);
-		buf_putc(b, ',');
 		key_u64(b, "items", v->items);
-		buf_putc(b, ',');
 		key_dbl(b, "distinct_items", v->distinct_items);
-		buf_putc(b, ',');
 		key_dbl(b, "coverage", v->coverage);
-		buf_putc(b, ',');
 		key_dbl(b, "categories_per_list", v->mean_categories_per_list);
-		buf_putc(b, ',');
 		key_dbl(b, "pairwise_distance", v->mean_pairwise_distance);
-		buf_putc(b, ',');
 		key_dbl(b, "popularity_percentile", v->mean_popularity_percentile);
-		buf_putc(b, ',');
 		key_dbl(b, "popular_head_share", v->popular_head_share);
-		buf_puts_lit(b, ",\"strategies\":{");
+		key(b, "strategies");
+		buf_putc(b, '{');
 		bool first = true;
 		for (uint32_t s = 0; s < EXP_GAUGE_MAX_STRATEGIES && s < LUA_SRC__COUNT; s++) {
 			if (!v->strategy[s])
