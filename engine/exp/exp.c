@@ -67,12 +67,9 @@ static uint32_t pick_by_weights(const struct exp_experiment *e, const uint32_t *
 uint32_t exp_variant_for_bucket(const struct exp_experiment *e, uint32_t bucket)
 {
 	uint32_t w[EXP_MAX_VARIANTS];
-	uint64_t total = 0;
-	for (uint32_t i = 0; i < e->n_variants; i++) {
+	for (uint32_t i = 0; i < e->n_variants; i++)
 		w[i] = e->v[i].shadow ? 0 : e->v[i].weight;
-		total += w[i];
-	}
-	return total ? pick_by_weights(e, w, total, bucket) : e->control;
+	return e->total_weight ? pick_by_weights(e, w, e->total_weight, bucket) : e->control;
 }
 
 static bool placement_applies(const struct exp_experiment *e, const char *p, size_t len)
